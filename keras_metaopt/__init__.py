@@ -1,0 +1,7 @@
+"""keras-metaopt: meta-learned layer-wise learning rates for Keras 3 / TensorFlow."""
+
+from keras_metaopt.layer_groups import LayerGroups
+from keras_metaopt.meta_optimizer import MetaOptimizer
+from keras_metaopt.meta_step import MetaStep
+
+__all__ = ["LayerGroups", "MetaOptimizer", "MetaStep"]

@@ -1,0 +1,410 @@
+"""A Keras optimizer that scales each layer group's update by a learned rate."""
+
+import json
+import math
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from keras_metaopt.layer_groups import LayerGroups
+
+MODES = ("layerwise", "shared", "fixed")
+RATES_FORMAT = "keras_metaopt.rates.v1"
+
+
+@keras.saving.register_keras_serializable(package="keras_metaopt")
+class MetaOptimizer(keras.optimizers.Optimizer):
+    """Wraps a base optimizer and scales each layer group's step by sigmoid(φ).
+
+    Each trained variable `θ` of layer group `g` is updated as
+    `θ ← θ − λ_g · Δθ_base`, where `Δθ_base` is the step the base optimizer
+    (Adam by default) would take and `λ_g = sigmoid(φ_g)`. `φ` is a variable
+    of this optimizer that the base optimizer never sees; it is learned by
+    `apply_meta_gradient` with its own optimizer (Adam, lr 0.05), from the
+    held-out gradients at the end of a window of inner steps. During a window
+    the optimizer sums `Δθ_base` per variable; the first-order meta-gradient
+    (inner-loop gradients treated as constants) is then
+
+        dL_test/dφ_g = −σ′(φ_g) · Σ_{v∈g} ⟨∇_v L_test, Σ_t Δθ_t(v)⟩.
+
+    Args:
+        base_optimizer: The `keras.optimizers.Optimizer` whose steps are
+            scaled (its learning rate, schedule, clipping and decoupled weight
+            decay apply). Defaults to `Adam(2e-5)`. EMA, gradient accumulation
+            and loss scaling on the base optimizer are not supported.
+        layer_groups: A `LayerGroups` mapping variables to groups; frozen
+            groups get neither updates nor optimizer slots. Defaults to the
+            keras-hub rules with the embeddings frozen.
+        mode: `"layerwise"` (one φ per group), `"shared"` (one φ for all
+            groups) or `"fixed"` (φ is constant: plain per-layer multipliers,
+            no meta-training state).
+        initial_phi: A float, one value per group (list or `{group: φ}`), or a
+            Keras initializer (name or object), e.g.
+            `keras.initializers.RandomNormal(seed=0)`.
+        initial_rates: Alternatively, `{group: λ}` with λ in [0, 1], e.g. from
+            `MetaOptimizer.load_rates(path)`.
+        phi_optimizer: The optimizer of φ. Defaults to `Adam(0.05)`.
+
+    Example:
+
+    >>> optimizer = MetaOptimizer(keras.optimizers.Adam(2e-5))
+    >>> classifier.compile(optimizer=optimizer, loss=...)  # rates 0.5 each
+    >>> # meta-training: after L inner `optimizer.apply` steps,
+    >>> optimizer.apply_meta_gradient(heldout_grads, model.trainable_variables)
+    >>> optimizer.save_rates("rates.json")
+    >>> fixed = MetaOptimizer(
+    ...     keras.optimizers.Adam(2e-5),
+    ...     mode="fixed",
+    ...     initial_rates=MetaOptimizer.load_rates("rates.json"),
+    ... )
+    """
+
+    def __init__(
+        self,
+        base_optimizer=None,
+        layer_groups=None,
+        mode="layerwise",
+        initial_phi=0.0,
+        initial_rates=None,
+        phi_optimizer=None,
+        name="meta_optimizer",
+    ):
+        super().__init__(learning_rate=0.0, name=name)
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}; got {mode!r}.")
+        base_optimizer = base_optimizer or keras.optimizers.Adam(2e-5)
+        if not isinstance(base_optimizer, keras.optimizers.Optimizer):
+            raise TypeError(
+                f"base_optimizer must be a keras.optimizers.Optimizer; "
+                f"got {type(base_optimizer).__name__}."
+            )
+        for attr in ("use_ema", "gradient_accumulation_steps", "loss_scale_factor"):
+            if getattr(base_optimizer, attr, None):
+                raise ValueError(
+                    f"MetaOptimizer does not support `{attr}` on the base optimizer."
+                )
+        if initial_rates is not None and initial_phi not in (None, 0.0):
+            raise ValueError("Give initial_phi or initial_rates, not both.")
+        self.base_optimizer = base_optimizer
+        self.layer_groups = layer_groups or LayerGroups()
+        self.mode = mode
+        self.initial_phi = initial_phi
+        self.initial_rates = initial_rates
+        self.phi_optimizer = phi_optimizer or keras.optimizers.Adam(0.05)
+
+    def build(self, var_list):
+        """Creates φ, the base optimizer's slots and the update sums.
+
+        Only variables of non-frozen groups are kept; a variable that no rule
+        matches is an error.
+        """
+        if self.built:
+            return
+        names, active, groups = self.layer_groups.assign(list(var_list))
+        super().build(active)
+        self.group_names = names
+        n_phi = 1 if self.mode == "shared" else len(names)
+        self._phi_index = {
+            self._var_key(v): 0 if self.mode == "shared" else g
+            for v, g in zip(active, groups)
+        }
+        self._segment_ids = [self._phi_index[self._var_key(v)] for v in active]
+        self.phi = self.add_variable(
+            shape=(n_phi,), initializer=self._phi_initializer(), name="phi"
+        )
+        if self.mode != "fixed":
+            # Zeroed from replica context after each meta update, hence
+            # `only_first_replica` (all replicas hold the same sums).
+            self._update_sums = [
+                self.add_variable(
+                    shape=v.shape,
+                    dtype=v.dtype,
+                    aggregation="only_first_replica",
+                    name=f"update_sum_{v.name}",
+                )
+                for v in active
+            ]
+            self.phi_optimizer.build([self.phi])
+        self.base_optimizer.build(active)
+
+    def _phi_initializer(self):
+        n_groups, n_phi = len(self.group_names), 1 if self.mode == "shared" else None
+        n_phi = n_phi or n_groups
+        value = self.initial_phi
+        if self.initial_rates is not None:
+            value = {g: _logit(r) for g, r in self.initial_rates.items()}
+        if isinstance(value, dict):
+            missing = [g for g in self.group_names if g not in value]
+            extra = [g for g in value if g not in self.group_names]
+            if missing or extra:
+                raise ValueError(
+                    f"φ/rates do not match the model's layer groups: missing "
+                    f"{missing}, unknown {extra}; the trained groups are "
+                    f"{self.group_names}."
+                )
+            value = [float(value[g]) for g in self.group_names]
+            if self.mode == "shared":
+                if len(set(value)) != 1:
+                    raise ValueError(
+                        "mode='shared' needs one rate for every group; got "
+                        f"{dict(zip(self.group_names, value))}."
+                    )
+                value = value[:1]
+        if isinstance(value, (int, float)):
+            return keras.initializers.Constant(float(value))
+        if isinstance(value, (str, keras.initializers.Initializer)):
+            return keras.initializers.get(value)
+        value = [float(x) for x in value]
+        if len(value) != n_phi:
+            raise ValueError(
+                f"initial φ has {len(value)} values but this model has {n_phi} "
+                f"rate(s) in mode '{self.mode}' (groups: {self.group_names})."
+            )
+        return lambda shape, dtype=None: ops.convert_to_tensor(value, dtype=dtype)
+
+    def apply(self, grads, trainable_variables=None):
+        """Applies one scaled step; frozen-group variables are skipped."""
+        if trainable_variables is not None:
+            trainable_variables = list(trainable_variables)
+            if not self.built:
+                with keras.name_scope(self.name, caller=self):
+                    self.build(trainable_variables)
+                self.built = True
+            kept = [
+                (g, v)
+                for g, v in zip(grads, trainable_variables)
+                if self._var_key(v) in self._phi_index
+            ]
+            grads = [g for g, _ in kept]
+            trainable_variables = [v for _, v in kept]
+        super().apply(grads, trainable_variables)
+        self.base_optimizer.iterations.assign_add(1)
+
+    def update_step(self, gradient, variable, learning_rate):
+        update = self._base_update(gradient, variable, learning_rate)
+        rate = ops.sigmoid(self.phi[self._phi_index[self._var_key(variable)]])
+        self.assign_sub(variable, ops.cast(rate, variable.dtype) * update)
+        if self.mode != "fixed":
+            self.assign_add(
+                self._update_sums[self._get_variable_index(variable)], update
+            )
+
+    def _base_update(self, gradient, variable, learning_rate):
+        """Returns the base optimizer's step Δθ for `variable`, unapplied.
+
+        The base optimizer's `update_step` runs as usual (its slots are
+        updated), but its writes to `variable` itself are collected instead of
+        applied. Decoupled weight decay is folded in.
+        """
+        base, deltas = self.base_optimizer, []
+        start = ops.convert_to_tensor(variable)
+
+        def capture(kind):
+            original = getattr(base, kind)
+
+            def write(target, value):
+                if target is not variable:
+                    return original(target, value)
+                value = ops.cast(tf.convert_to_tensor(value), variable.dtype)
+                if kind == "assign_sub":
+                    deltas.append(value)
+                elif kind == "assign_add":
+                    deltas.append(-value)
+                else:  # An absolute write replaces everything before it.
+                    deltas[:] = [start - value]
+
+            return write
+
+        kinds = ("assign", "assign_add", "assign_sub")
+        for kind in kinds:
+            setattr(base, kind, capture(kind))
+        try:
+            base.update_step(gradient, variable, learning_rate)
+        finally:
+            for kind in kinds:
+                delattr(base, kind)
+        if not deltas:
+            raise RuntimeError(
+                f"{type(base).__name__}.update_step did not write the variable "
+                "through assign/assign_add/assign_sub; it cannot be wrapped."
+            )
+        update = deltas[0]
+        for delta in deltas[1:]:
+            update = update + delta
+        if base.weight_decay is not None and base._use_weight_decay(variable):
+            decay = ops.cast(base.weight_decay, variable.dtype)
+            update = update + start * decay * ops.cast(learning_rate, variable.dtype)
+        return update
+
+    def meta_gradient(self, grads, variables=None):
+        """First-order dL/dφ from held-out gradients, over the current window.
+
+        Args:
+            grads: Gradients of the held-out loss, one per variable.
+            variables: The variables of `grads` (e.g. the model's trainable
+                variables; frozen ones are ignored). Defaults to the trained
+                variables in build order.
+        """
+        self._check_meta_trainable()
+        variables = self._trainable_variables if variables is None else variables
+        dots, segments = [], []
+        for grad, variable in zip(grads, variables):
+            key = self._var_key(variable)
+            if grad is None or key not in self._phi_index:
+                continue
+            update_sum = self._update_sums[self._get_variable_index(variable)]
+            grad = ops.cast(tf.convert_to_tensor(grad), update_sum.dtype)
+            dots.append(ops.cast(ops.sum(grad * update_sum), self.phi.dtype))
+            segments.append(self._phi_index[key])
+        contribution = tf.math.unsorted_segment_sum(
+            tf.stack(dots), segments, num_segments=self.phi.shape[0]
+        )
+        rate = ops.sigmoid(self.phi)
+        return -rate * (1.0 - rate) * contribution
+
+    def apply_meta_gradient(self, grads, variables=None):
+        """Updates φ from held-out gradients and starts a new window.
+
+        Under a `tf.distribute` strategy call it in replica context with the
+        per-replica gradients of a loss scaled by the global batch size: the
+        φ optimizer sums the per-replica meta-gradients.
+
+        Returns:
+            The meta-gradient dL/dφ that was applied.
+        """
+        meta_grad = self.meta_gradient(grads, variables)
+        self.phi_optimizer.apply([meta_grad], [self.phi])
+        self.reset_update_sums()
+        return meta_grad
+
+    def reset_update_sums(self):
+        """Zeroes Σ Δθ_base (start of a new window of inner steps)."""
+        self._check_meta_trainable()
+        for update_sum in self._update_sums:
+            update_sum.assign(ops.zeros_like(update_sum))
+
+    def reset_base_state(self):
+        """Restarts the base optimizer (slots and step count) and the window.
+
+        φ and its optimizer are kept: used to re-initialise the learner at the
+        start of a meta-training round.
+        """
+        base = self.base_optimizer
+        keep = {id(base.iterations), id(getattr(base, "_learning_rate", None))}
+        for variable in base.variables:
+            if id(variable) not in keep:
+                variable.assign(ops.zeros_like(variable))
+        base.iterations.assign(0)
+        if self.mode != "fixed":
+            self.reset_update_sums()
+
+    def _check_meta_trainable(self):
+        if not self.built:
+            raise ValueError("The optimizer is not built yet: call build() first.")
+        if self.mode == "fixed":
+            raise ValueError("mode='fixed' keeps φ constant: it has no meta-gradient.")
+
+    def rates(self):
+        """Returns `{group: λ}` as Python floats (the optimizer must be built)."""
+        if not self.built:
+            raise ValueError("The optimizer is not built yet: call build() first.")
+        lam = ops.convert_to_numpy(ops.sigmoid(self.phi)).tolist()
+        if self.mode == "shared":
+            return {g: lam[0] for g in self.group_names}
+        return dict(zip(self.group_names, lam))
+
+    def save_rates(self, path):
+        """Writes the learned rates to a small JSON file (group → λ)."""
+        phi = ops.convert_to_numpy(self.phi).tolist()
+        if self.mode == "shared":
+            phi = phi * len(self.group_names)
+        payload = {
+            "format": RATES_FORMAT,
+            "mode": self.mode,
+            "rates": self.rates(),
+            "phi": dict(zip(self.group_names, phi)),
+        }
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(payload, f, indent=2)
+            f.write("\n")
+
+    @staticmethod
+    def load_rates(path):
+        """Reads `{group: λ}` from a file written by `save_rates`."""
+        try:
+            with open(path, encoding="utf-8") as f:
+                payload = json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: not a JSON rates file ({e}).") from e
+        if not isinstance(payload, dict) or payload.get("format") != RATES_FORMAT:
+            raise ValueError(
+                f"{path}: not a rates file (expected format {RATES_FORMAT})."
+            )
+        rates = payload.get("rates")
+        if not isinstance(rates, dict) or not rates:
+            raise ValueError(
+                f"{path}: 'rates' must be a non-empty {{group: rate}} map."
+            )
+        for group, rate in rates.items():
+            if not isinstance(rate, (int, float)) or not 0.0 <= rate <= 1.0:
+                raise ValueError(
+                    f"{path}: rate of '{group}' must be in [0, 1]; got {rate!r}."
+                )
+        return {g: float(r) for g, r in rates.items()}
+
+    @property
+    def variables(self):
+        return (
+            self._variables[:]
+            + self.base_optimizer.variables
+            + self.phi_optimizer.variables
+        )
+
+    @property
+    def learning_rate(self):
+        return self.base_optimizer.learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, learning_rate):
+        self.base_optimizer.learning_rate = learning_rate
+
+    def _clip_gradients(self, grads):
+        return self.base_optimizer._clip_gradients(grads)
+
+    def get_config(self):
+        initial_phi = self.initial_phi
+        if isinstance(initial_phi, keras.initializers.Initializer):
+            initial_phi = keras.saving.serialize_keras_object(initial_phi)
+        return {
+            "name": self.name,
+            "base_optimizer": keras.saving.serialize_keras_object(self.base_optimizer),
+            "layer_groups": keras.saving.serialize_keras_object(self.layer_groups),
+            "mode": self.mode,
+            "initial_phi": initial_phi,
+            "initial_rates": self.initial_rates,
+            "phi_optimizer": keras.saving.serialize_keras_object(self.phi_optimizer),
+        }
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        for key in ("base_optimizer", "layer_groups", "phi_optimizer"):
+            config[key] = keras.saving.deserialize_keras_object(
+                config[key], custom_objects=custom_objects
+            )
+        if isinstance(config.get("initial_phi"), dict) and "class_name" in config.get(
+            "initial_phi"
+        ):
+            config["initial_phi"] = keras.saving.deserialize_keras_object(
+                config["initial_phi"], custom_objects=custom_objects
+            )
+        return cls(**config)
+
+
+def _logit(rate):
+    if rate <= 0.0:
+        return -math.inf
+    if rate >= 1.0:
+        return math.inf
+    return math.log(rate / (1.0 - rate))
