@@ -1,0 +1,176 @@
+"""Benchmark: plain Adam step vs. an inner step of meta-training (L steps + meta).
+
+Each method runs in its own process so that its peak RSS is its own. The
+encoder has the shape of multilingual-e5-small (12 layers, hidden 384, 12
+heads, FF 1536, vocab 250,037) with random weights and frozen embeddings.
+
+Usage:
+    python -m tools.bench_meta_step                 # e5-small shape, 32 x 128
+    python -m tools.bench_meta_step --tiny --meta-steps 2   # seconds, smoke run
+"""
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+SHAPES = {
+    "e5-small": dict(
+        vocabulary_size=250_037,
+        num_layers=12,
+        num_heads=12,
+        hidden_dim=384,
+        intermediate_dim=1536,
+        max_sequence_length=512,
+    ),
+    "tiny": dict(
+        vocabulary_size=1000,
+        num_layers=2,
+        num_heads=2,
+        hidden_dim=32,
+        intermediate_dim=64,
+        max_sequence_length=128,
+    ),
+}
+
+
+def _worker(args):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import keras
+    import keras_hub
+    import numpy as np
+    import tensorflow as tf
+
+    from keras_metaopt import MetaOptimizer, MetaStep
+
+    keras.utils.set_random_seed(0)
+    shape = SHAPES["tiny" if args.tiny else "e5-small"]
+    backbone = keras_hub.models.BertBackbone(**shape)
+    model = keras_hub.models.BertTextClassifier(
+        backbone, num_classes=3, preprocessor=None, activation=None
+    )
+    for layer in backbone.layers:  # the paper freezes the embeddings
+        if "embedding" in layer.name:
+            layer.trainable = False
+
+    rng = np.random.default_rng(0)
+    n = 4
+    features = {
+        "token_ids": rng.integers(
+            5, shape["vocabulary_size"], (n * args.batch, args.seq)
+        ).astype("int32"),
+        "segment_ids": np.zeros((n * args.batch, args.seq), "int32"),
+        "padding_mask": np.ones((n * args.batch, args.seq), "int32"),
+    }
+    labels = rng.integers(0, 3, n * args.batch).astype("int32")
+    data = tf.data.Dataset.from_tensor_slices((features, labels))
+    data = data.batch(args.batch, drop_remainder=True).cache().repeat()
+    L = args.steps_per_meta_update
+
+    if args.worker == "plain":
+        optimizer = keras.optimizers.Adam(2e-5)
+        loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+        @tf.function
+        def train_step(batch):
+            x, y = batch
+            with tf.GradientTape() as tape:
+                loss = loss_fn(y, model(x, training=True))
+            grads = tape.gradient(loss, model.trainable_variables)
+            optimizer.apply(grads, model.trainable_variables)
+            return loss
+
+        iterator = iter(data)
+        for _ in range(args.warmup_steps):
+            train_step(next(iterator)).numpy()
+        steps = args.meta_steps * L
+        start = time.perf_counter()
+        for _ in range(steps):
+            train_step(next(iterator))
+        float(train_step(next(iterator)))
+        elapsed = (time.perf_counter() - start) / (steps + 1)
+    else:
+        optimizer = MetaOptimizer(keras.optimizers.Adam(2e-5))
+        step = MetaStep(model, optimizer, steps_per_meta_update=L)
+        train_it, heldout_it = iter(data), iter(data)
+        step(train_it, heldout_it)["heldout_loss"].numpy()  # trace + warm up
+        start = time.perf_counter()
+        for _ in range(args.meta_steps):
+            result = step(train_it, heldout_it)
+        float(result["heldout_loss"])
+        elapsed = (time.perf_counter() - start) / (args.meta_steps * L)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    trainable = sum(int(np.prod(v.shape)) for v in model.trainable_variables)
+    print(
+        json.dumps(
+            {
+                "seconds_per_step": elapsed,
+                "peak_rss_mb": peak_mb,
+                "trainable_params": trainable,
+            }
+        )
+    )
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tiny", action="store_true", help="Tiny encoder (smoke run).")
+    parser.add_argument("--batch", type=int, default=32, help="Batch size.")
+    parser.add_argument("--seq", type=int, default=128, help="Tokens per example.")
+    parser.add_argument(
+        "--steps-per-meta-update", type=int, default=15, help="L (paper: 15)."
+    )
+    parser.add_argument(
+        "--meta-steps",
+        type=int,
+        default=2,
+        help="Timed meta steps; plain Adam times the same number of steps.",
+    )
+    parser.add_argument(
+        "--warmup-steps", type=int, default=3, help="Untimed plain Adam steps."
+    )
+    parser.add_argument("--worker", choices=["plain", "meta"], help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        return _worker(args)
+
+    results = {}
+    for worker in ("plain", "meta"):
+        print(f"running {worker} ...", file=sys.stderr, flush=True)
+        out = subprocess.run(
+            [sys.executable, "-m", "tools.bench_meta_step", "--worker", worker]
+            + (argv if argv is not None else sys.argv[1:]),
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        results[worker] = json.loads(out.strip().splitlines()[-1])
+    plain, meta = results["plain"], results["meta"]
+    shape = "tiny" if args.tiny else "e5-small"
+    print(
+        f"encoder {shape}, batch {args.batch} x {args.seq} tokens, "
+        f"L = {args.steps_per_meta_update}, "
+        f"trainable params {plain['trainable_params']:,}"
+    )
+    print(f"{'':28}{'s/step':>10}{'peak RSS MB':>14}")
+    print(
+        f"{'plain Adam':28}{plain['seconds_per_step']:>10.3f}{plain['peak_rss_mb']:>14.0f}"
+    )
+    print(
+        f"{'meta-training inner step':28}"
+        f"{meta['seconds_per_step']:>10.3f}{meta['peak_rss_mb']:>14.0f}"
+    )
+    ratio = meta["seconds_per_step"] / plain["seconds_per_step"]
+    rss = meta["peak_rss_mb"] / plain["peak_rss_mb"]
+    bound = 1 + 1 / args.steps_per_meta_update
+    print(
+        f"time ratio {ratio:.3f} (target <= 1.10; method's bound 1 + 1/L = {bound:.3f})"
+    )
+    print(f"peak RSS ratio {rss:.3f} (target <= 1.25)")
+
+
+if __name__ == "__main__":
+    main()
