@@ -3,5 +3,6 @@
 from keras_metaopt.layer_groups import LayerGroups
 from keras_metaopt.meta_optimizer import MetaOptimizer
 from keras_metaopt.meta_step import MetaStep
+from keras_metaopt.train_step import TrainStep
 
-__all__ = ["LayerGroups", "MetaOptimizer", "MetaStep"]
+__all__ = ["LayerGroups", "MetaOptimizer", "MetaStep", "TrainStep"]

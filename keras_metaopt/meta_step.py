@@ -1,7 +1,8 @@
 """One compiled meta step: L inner steps, then one update of φ."""
 
-import keras
 import tensorflow as tf
+
+from keras_metaopt.train_step import TrainStep
 
 
 class MetaStep:
@@ -39,9 +40,7 @@ class MetaStep:
         self.optimizer = optimizer
         self.steps_per_meta_update = steps_per_meta_update
         self.strategy = strategy or tf.distribute.get_strategy()
-        self._loss = keras.losses.SparseCategoricalCrossentropy(
-            from_logits=True, reduction=None
-        )
+        self._inner = TrainStep(model, optimizer, strategy=self.strategy)
         self._compiled = tf.function(self._meta_step)
 
     def __call__(self, train_iterator, heldout_iterator=None):
@@ -56,7 +55,9 @@ class MetaStep:
     def _meta_step(self, train_iterator, heldout_iterator):
         total = tf.constant(0.0)
         for _ in tf.range(self.steps_per_meta_update):
-            loss = self.strategy.run(self._train_step, args=(next(train_iterator),))
+            loss = self.strategy.run(
+                self._inner.replica_step, args=(next(train_iterator),)
+            )
             total += self.strategy.reduce("SUM", loss, axis=None)
         loss, meta_grad = self.strategy.run(
             self._meta_update, args=(next(heldout_iterator),)
@@ -67,22 +68,9 @@ class MetaStep:
             "meta_gradient": self.strategy.reduce("SUM", meta_grad, axis=None),
         }
 
-    def _scaled_loss(self, batch, training):
-        features, labels = batch
-        logits = self.model(features, training=training)
-        per_example = self._loss(labels, logits)
-        return tf.nn.compute_average_loss(per_example)
-
-    def _train_step(self, batch):
-        variables = self.model.trainable_variables
-        with tf.GradientTape() as tape:
-            loss = self._scaled_loss(batch, training=True)
-        self.optimizer.apply(tape.gradient(loss, variables), variables)
-        return loss
-
     def _meta_update(self, batch):
         variables = self.model.trainable_variables
         with tf.GradientTape() as tape:
-            loss = self._scaled_loss(batch, training=False)
+            loss = self._inner.loss(batch, training=False)
         grads = tape.gradient(loss, variables)
         return loss, self.optimizer.apply_meta_gradient(grads, variables)
