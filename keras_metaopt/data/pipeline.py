@@ -1,0 +1,220 @@
+"""The one `tf.data` pipeline: shuffle, tokenize in graph, batch, trim padding."""
+
+import logging
+
+import tensorflow as tf
+
+from keras_metaopt.data.nli_pairs import NliPairs
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SHUFFLE_BUFFER = 10_000  # When the dataset's size is unknown or infinite.
+_RAW_SPEC = (
+    (tf.TensorSpec([], tf.string), tf.TensorSpec([], tf.string)),
+    tf.TensorSpec([], tf.int32),
+)
+
+
+def pairs_to_dataset(pairs):
+    """`NliPairs` as a dataset of raw `((premise, hypothesis), label)` elements.
+
+    Usage:
+        >>> ds = pairs_to_dataset(load_pairs(data_dir, "dev", "de"))
+    """
+    return tf.data.Dataset.from_tensor_slices(
+        (
+            (
+                tf.constant(pairs.premises, tf.string, shape=[len(pairs)]),
+                tf.constant(pairs.hypotheses, tf.string, shape=[len(pairs)]),
+            ),
+            tf.constant(pairs.labels, tf.int32, shape=[len(pairs)]),
+        )
+    )
+
+
+def _as_raw_dataset(data):
+    if isinstance(data, NliPairs):
+        return pairs_to_dataset(data)
+    if isinstance(data, tf.data.Dataset):
+        spec = data.element_spec
+        if not _matches_raw(spec):
+            raise ValueError(
+                "a dataset given to make_dataset must have raw elements "
+                "((premise, hypothesis), label) of (tf.string, tf.string), tf.int32 "
+                f"scalars, as pairs_to_dataset makes; got {spec}"
+            )
+        return data
+    raise TypeError(f"expected NliPairs or tf.data.Dataset, got {type(data).__name__}")
+
+
+def _matches_raw(spec):
+    try:
+        tf.nest.assert_same_structure(spec, _RAW_SPEC)
+    except (TypeError, ValueError):
+        return False
+    return all(
+        s.dtype == r.dtype and s.shape.rank == 0
+        for s, r in zip(tf.nest.flatten(spec), tf.nest.flatten(_RAW_SPEC), strict=True)
+    )
+
+
+def _tokenizer_fn(preprocessor, need_mask):
+    def tokenize(texts, labels):
+        # Keyword `x=`: a positional tuple would be read as (x, y) and the
+        # hypothesis would silently become the "label".
+        features = preprocessor(x=texts)
+        if not isinstance(features, dict) or "token_ids" not in features:
+            raise ValueError(
+                "the preprocessor must return a dict of features with 'token_ids' "
+                f"(a keras_hub TextClassifierPreprocessor); got {features!r}"
+            )
+        if need_mask and "padding_mask" not in features:
+            raise ValueError(
+                "dynamic padding and length bucketing need a 'padding_mask' "
+                f"feature; the preprocessor returned {sorted(features)}"
+            )
+        for value in features.values():  # Keep a static batch size, if any.
+            value.set_shape(labels.shape[:1].concatenate(value.shape[1:]))
+        return features, tf.cast(labels, tf.int32)
+
+    return tokenize
+
+
+def _real_lengths(features):
+    return tf.reduce_sum(tf.cast(features["padding_mask"], tf.int32), axis=-1)
+
+
+def trim_to_longest(features, labels, pad_to_multiple_of=1):
+    """Trims a padded batch to its longest real sequence (dynamic padding).
+
+    Every feature of rank >= 2 is cut along axis 1 to `max(sum(padding_mask))`,
+    rounded up to a multiple of `pad_to_multiple_of` (capped at the padded
+    length). Assumes padding at the end, as keras-hub packers produce.
+    """
+    length = tf.reduce_max(_real_lengths(features))
+    padded = tf.shape(features["padding_mask"])[1]
+    if pad_to_multiple_of > 1:
+        multiple = tf.constant(pad_to_multiple_of, length.dtype)
+        length = tf.minimum((length + multiple - 1) // multiple * multiple, padded)
+    trimmed = {
+        key: value[:, :length] if value.shape.rank >= 2 else value
+        for key, value in features.items()
+    }
+    return trimmed, labels
+
+
+def make_dataset(
+    data,
+    preprocessor,
+    batch_size,
+    *,
+    shuffle=False,
+    seed=None,
+    shuffle_buffer_size=None,
+    repeat=False,
+    drop_remainder=False,
+    dynamic_padding=True,
+    pad_to_multiple_of=1,
+    bucket_boundaries=None,
+    prefetch=True,
+):
+    """The training/evaluation `tf.data` pipeline every trainer uses.
+
+    `data` is `NliPairs` or a raw dataset from `pairs_to_dataset` /
+    `mix_languages`. Order: shuffle (seeded: the same seed gives the same
+    order, reshuffled each epoch) -> repeat (True = forever, or an epoch
+    count) -> tokenize in graph with the keras-hub `preprocessor`, called as
+    `preprocessor(x=(premise, hypothesis))` so both segments are packed ->
+    batch -> trim to the longest real sequence of each batch (optionally a
+    multiple of `pad_to_multiple_of`) -> prefetch. With `bucket_boundaries`
+    (e.g. `[32, 64, 96]`) examples are grouped by real length into batches,
+    each of `batch_size`. Elements: `(features, labels)`, features being the
+    preprocessor's dict (token_ids, padding_mask[, segment_ids]), labels int32.
+
+    Usage:
+        >>> pre = keras_hub.models.TextClassifierPreprocessor.from_preset(
+        ...     "bert_base_multi", sequence_length=128)
+        >>> ds = make_dataset(pairs, pre, 32, shuffle=True, seed=0, repeat=True)
+    """
+    ds = _as_raw_dataset(data)
+    if shuffle:
+        size = int(ds.cardinality())
+        buffer = shuffle_buffer_size or (size if size > 0 else DEFAULT_SHUFFLE_BUFFER)
+        ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+    if repeat is True:
+        ds = ds.repeat()
+    elif repeat:
+        ds = ds.repeat(int(repeat))
+    need_mask = dynamic_padding or bool(bucket_boundaries)
+    tokenize = _tokenizer_fn(preprocessor, need_mask)
+    if bucket_boundaries:
+        boundaries = sorted(int(b) for b in bucket_boundaries)
+        ds = ds.batch(batch_size).map(tokenize, num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.unbatch().bucket_by_sequence_length(
+            lambda features, labels: _real_lengths(features),
+            bucket_boundaries=boundaries,
+            bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
+            drop_remainder=drop_remainder,
+        )
+    else:
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+        ds = ds.map(tokenize, num_parallel_calls=tf.data.AUTOTUNE)
+    if dynamic_padding:
+        ds = ds.map(lambda x, y: trim_to_longest(x, y, pad_to_multiple_of))
+    if prefetch:
+        ds = ds.prefetch(tf.data.AUTOTUNE)
+    return ds
+
+
+def mix_languages(
+    datasets, *, sampling="uniform", sizes=None, seed=None, stop_on_empty_dataset=True
+):
+    """Samples elements across per-language datasets, seeded.
+
+    `datasets` is a dict `{lang: NliPairs or tf.data.Dataset}` or a list.
+    `sampling='uniform'` draws each element from a language chosen uniformly;
+    `'proportional'` weights languages by size (`sizes`, else `len(NliPairs)`
+    or a finite dataset's cardinality). With `stop_on_empty_dataset=True` the
+    mixture ends when any input is exhausted, so the ratio holds throughout;
+    repeat the inputs for a longer stream. Feed the (raw) mixture to
+    `make_dataset` to get mixed-language batches.
+
+    Usage:
+        >>> mixed = mix_languages({"de": de_pairs, "es": es_pairs}, seed=0)
+        >>> ds = make_dataset(mixed, pre, 32)
+    """
+    if sampling not in ("uniform", "proportional"):
+        raise ValueError(
+            f"sampling must be 'uniform' or 'proportional', got {sampling!r}"
+        )
+    names = list(datasets) if isinstance(datasets, dict) else list(range(len(datasets)))
+    items = [datasets[name] for name in names]
+    if not items:
+        raise ValueError("mix_languages needs at least one dataset")
+    if sampling == "uniform":
+        weights = [1.0] * len(items)
+    else:
+        if sizes is None:
+            sizes = [
+                len(item) if isinstance(item, NliPairs) else int(item.cardinality())
+                for item in items
+            ]
+        elif isinstance(sizes, dict):
+            sizes = [sizes[name] for name in names]
+        if len(sizes) != len(items) or any(s <= 0 for s in sizes):
+            raise ValueError(
+                f"proportional sampling needs a positive, finite size per dataset "
+                f"(pass sizes=...); got {sizes}"
+            )
+        weights = [float(s) for s in sizes]
+    total = sum(weights)
+    weights = [w / total for w in weights]
+    logger.info(
+        "Mixing %s with weights %s",
+        names,
+        ", ".join(f"{w:.3f}" for w in weights),
+    )
+    raw = [pairs_to_dataset(x) if isinstance(x, NliPairs) else x for x in items]
+    return tf.data.Dataset.sample_from_datasets(
+        raw, weights=weights, seed=seed, stop_on_empty_dataset=stop_on_empty_dataset
+    )
