@@ -1,0 +1,325 @@
+"""Trainers end to end on a tiny encoder and generated multilingual data."""
+
+import json
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import keras_hub
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from tools.make_tiny_preset import make_tiny_preset
+from trainers import evaluate as evaluate_cli
+from trainers import finetune, meta
+
+LANGS = ("en", "de", "el", "ur")
+WORDS = {
+    "en": "cat dog man woman runs sleeps eats house car green",
+    "de": "katze hund mann frau läuft schläft isst haus auto grün",
+    "el": "γάτα σκύλος άντρας γυναίκα τρέχει κοιμάται τρώει σπίτι αυτοκίνητο πράσινο",
+    "ur": "بلی کتا آدمی عورت دوڑتا سوتا کھاتا گھر گاڑی سبز",
+}
+LABELS = ("entailment", "neutral", "contradiction")
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _write(path, rows):
+    lines = ["premise\thypothesis\tlabel"] + ["\t".join(r) for r in rows]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _rows(lang, n, seed):
+    rng = np.random.default_rng(seed)
+    words = WORDS[lang].split()
+    rows = []
+    for i in range(n):
+        premise = " ".join(rng.choice(words, 6))
+        # Aligned across languages: row i has label i % 3 everywhere.
+        hypothesis = " ".join(rng.choice(words, 3))
+        rows.append(
+            ('"' + premise if i % 7 == 0 else premise, hypothesis, LABELS[i % 3])
+        )
+    return rows
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    root = tmp_path_factory.mktemp("trainers")
+    data_dir = root / "data"
+    data_dir.mkdir()
+    _write(data_dir / "train_mt.en.tsv", _rows("en", 96, 0))
+    for i, lang in enumerate(LANGS):
+        _write(data_dir / f"dev.{lang}.tsv", _rows(lang, 48, 10 + i))
+    texts = [t for p in data_dir.glob("*.tsv") for t in p.read_text().split()]
+    preset = make_tiny_preset(
+        texts, root / "preset", vocabulary_size=400, sequence_length=32
+    )
+    return root, data_dir, preset
+
+
+def _common(data_dir, preset, out, *extra):
+    return [
+        "--data-dir", str(data_dir), "--preset", str(preset), "--output-dir", str(out),
+        "--aux", "el,ur", "--aux-split", "dev[:24]", "--eval-split", "dev[24:]",
+        "--batch-size", "8", "--sequence-length", "32", "--en-steps", "6",
+        "--aux-steps", "4", "--checkpoint-every", "3", "--log-every", "3", *extra,
+    ]  # fmt: skip
+
+
+META = ("--rounds", "2", "--meta-updates-per-round", "2", "--meta-interval", "3")
+
+
+def _tensors(run_dir, prefix):
+    events = EventAccumulator(str(run_dir / "tb"), size_guidance={"tensors": 0})
+    events.Reload()
+    return {
+        tag: [
+            (e.step, float(tf.make_ndarray(e.tensor_proto)))
+            for e in events.Tensors(tag)
+        ]
+        for tag in events.Tags()["tensors"]
+        if tag.startswith(prefix)
+    }
+
+
+def _weights(preset_dir):
+    model = keras_hub.models.TextClassifier.from_preset(str(preset_dir))
+    return [v.numpy() for v in model.weights]
+
+
+@pytest.fixture(scope="module")
+def meta_run(workspace):
+    root, data_dir, preset = workspace
+    out = root / "meta"
+    results = meta.main(_common(data_dir, preset, out, *META))
+    return out, results
+
+
+def test_meta_end_to_end_writes_checkpoints_tensorboard_and_results(meta_run):
+    out, results = meta_run
+    for stage in ("en", "meta", "aux"):
+        assert tf.train.latest_checkpoint(str(out / "checkpoints" / stage)), stage
+    rates = json.loads((out / "rates.json").read_text())["rates"]
+    assert list(rates) == ["transformer_layer_0", "transformer_layer_1", "head"]
+
+    scalars = _tensors(out, "rates/")
+    assert sorted(scalars) == sorted(f"rates/{g}" for g in rates)
+    steps = [s for s, _ in scalars["rates/head"]]
+    assert steps == [1, 2, 3, 4]  # rounds × updates per round
+    assert scalars["rates/head"][-1][1] == pytest.approx(rates["head"], abs=1e-6)
+    held_out = _tensors(out, "meta/heldout_language")["meta/heldout_language"]
+    assert [v for _, v in held_out][::2] == [v for _, v in held_out][1::2]  # per round
+    assert {v for _, v in held_out} <= {0.0, 1.0, 2.0}
+    accuracy = _tensors(out, "accuracy/")
+    assert sorted(accuracy) == [f"accuracy/{x}" for x in sorted(LANGS)]
+
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["method"] == "meta" and saved["targets"] == ["de"]
+    assert sorted(saved["accuracy"]) == sorted(LANGS)
+    assert all(len(saved["correct"][x]) == 24 for x in LANGS)
+    for lang in LANGS:
+        assert saved["accuracy"][lang] == pytest.approx(np.mean(saved["correct"][lang]))
+    table = (out / "results.md").read_text()
+    assert table.startswith(
+        "| method | seeds | de | el | en | ur | avg target | avg all |"
+    )
+    assert results["avg_all"] == pytest.approx(
+        np.mean(list(saved["accuracy"].values()))
+    )
+    run = json.loads((out / "run.json").read_text())
+    assert run["train_languages"] == ["en", "el", "ur"] and run["sequence_length"] == 32
+    assert (out / "model" / "task.json").is_file()
+
+    from tools.plot_rates import plot_rates
+
+    png = plot_rates(out)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_baselines_share_stage1_and_do_what_they_say(workspace, meta_run):
+    root, data_dir, preset = workspace
+    stage1 = meta_run[0] / "stage1"
+    runs = {}
+    for name, extra in {
+        "finetune": (),
+        "freeze-bottom-1": ("--freeze-bottom", "1"),
+        "layer-decay-0.9": ("--layer-decay", "0.9"),
+    }.items():
+        out = root / name
+        result = finetune.main(
+            _common(data_dir, preset, out, "--init-from", str(meta_run[0]), *extra)
+        )
+        assert result["method"] == name
+        assert not (out / "checkpoints" / "en").exists()  # stage 1 reused
+        runs[name] = out
+
+    rates = json.loads((runs["layer-decay-0.9"] / "rates.json").read_text())["rates"]
+    assert rates == pytest.approx(
+        {"transformer_layer_0": 0.9**3, "transformer_layer_1": 0.9**2, "head": 1.0}
+    )
+    model = keras_hub.models.TextClassifier.from_preset(
+        str(runs["freeze-bottom-1"] / "model")
+    )
+    reference = keras_hub.models.TextClassifier.from_preset(str(stage1))
+    moved = {}
+    for a, b in zip(model.weights, reference.weights):
+        group = a.path.split("/")[0]
+        moved[group] = moved.get(group, 0.0) + float(
+            np.abs(a.numpy() - b.numpy()).max()
+        )
+    assert moved["transformer_layer_0"] == 0.0
+    assert moved["token_embedding"] == 0.0
+    assert moved["transformer_layer_1"] > 0.0 and moved["logits"] > 0.0
+
+    table_path = root / "table.md"
+    evaluate_cli.main(
+        [str(p) for p in (*runs.values(), meta_run[0])] + ["--output", str(table_path)]
+    )
+    table = table_path.read_text()
+    assert "p vs finetune" in table.splitlines()[0]
+    assert sum(line.startswith("| ") for line in table.splitlines()) == 5  # header + 4
+
+
+def test_paired_bootstrap_detects_a_real_difference():
+    rng = np.random.default_rng(0)
+    b = (rng.random(2000) < 0.6).astype(int)
+    a = b.copy()
+    flip = rng.choice(np.flatnonzero(a == 0), 120, replace=False)
+    a[flip] = 1  # a is 6 points better on the same examples
+    delta, p = evaluate_cli.paired_bootstrap(a, b, samples=2000)
+    assert delta == pytest.approx(0.06)
+    assert p < 0.001
+    delta, p = evaluate_cli.paired_bootstrap(b, b, samples=100)
+    assert (delta, p) == (0.0, 1.0)
+    with pytest.raises(ValueError, match="equal-length"):
+        evaluate_cli.paired_bootstrap(a, b[:-1])
+
+
+@pytest.fixture(scope="module")
+def no_dropout(workspace):
+    """A dropout-free preset and its single-device meta run (dropout masks
+    are drawn per replica, so only dropout-free runs can match exactly)."""
+    root, data_dir, _ = workspace
+    texts = [t for p in data_dir.glob("*.tsv") for t in p.read_text().split()]
+    preset = make_tiny_preset(
+        texts,
+        root / "preset-nodrop",
+        vocabulary_size=400,
+        sequence_length=32,
+        dropout=0.0,
+    )
+    out = root / "strategy-default"
+    meta.main(_common(data_dir, preset, out, *META, "--strategy", "default"))
+    return preset, json.loads((out / "rates.json").read_text())["phi"]
+
+
+def test_mirrored_strategy_on_two_cpus_gives_the_single_device_rates(
+    workspace, no_dropout
+):
+    root, data_dir, _ = workspace
+    preset, single = no_dropout
+    out = root / "strategy-mirrored"
+    meta.main(_common(data_dir, preset, out, *META, "--strategy", "mirrored"))
+    assert json.loads((out / "rates.json").read_text())["phi"] == pytest.approx(
+        single, abs=1e-5
+    )
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_multiworker_strategy_with_two_processes_gives_the_single_process_rates(
+    workspace, no_dropout
+):
+    root, data_dir, _ = workspace
+    preset, single = no_dropout
+    out = root / "strategy-multiworker"
+    cluster = {"worker": [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]}
+    command = [
+        sys.executable, "-m", "trainers.meta",
+        *_common(data_dir, preset, out, *META, "--strategy", "multiworker"),
+    ]  # fmt: skip
+    workers = []
+    for index in range(2):
+        tf_config = {"cluster": cluster, "task": {"type": "worker", "index": index}}
+        env = dict(
+            os.environ, TF_CPP_MIN_LOG_LEVEL="3", TF_CONFIG=json.dumps(tf_config)
+        )
+        workers.append(
+            subprocess.Popen(
+                command,
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    for worker in workers:
+        _, stderr = worker.communicate(timeout=600)
+        assert worker.returncode == 0, stderr[-3000:]
+    assert "MultiWorkerMirroredStrategy with 2 replica(s)" in stderr
+    assert json.loads((out / "rates.json").read_text())["phi"] == pytest.approx(
+        single, abs=1e-5
+    )
+    assert (out / ".worker-worker-1" / "rates.json").is_file()  # not the chief's files
+
+
+def test_killed_run_resumes_to_the_same_rates_and_weights(workspace, meta_run):
+    root, data_dir, preset = workspace
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+
+    def command(out):
+        args = _common(data_dir, preset, out, *META, "--init-from", str(meta_run[0]))
+        args[args.index("--checkpoint-every") + 1] = "1"
+        return [sys.executable, "-m", "trainers.meta", *args]
+
+    reference = subprocess.run(
+        command(root / "uninterrupted"),
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert reference.returncode == 0, reference.stderr[-3000:]
+
+    out = root / "killed"
+    process = subprocess.Popen(
+        command(out),
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        if tf.train.latest_checkpoint(str(out / "checkpoints" / "meta")):
+            break
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (out / "rates.json").exists(), (
+        "killed too late: meta-training had finished"
+    )
+    resumed = subprocess.run(
+        command(out), cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming at meta step" in resumed.stderr
+
+    expected = json.loads((root / "uninterrupted" / "rates.json").read_text())["phi"]
+    assert json.loads((out / "rates.json").read_text())["phi"] == expected
+    for a, b in zip(
+        _weights(out / "model"), _weights(root / "uninterrupted" / "model")
+    ):
+        np.testing.assert_array_equal(a, b)

@@ -1,0 +1,89 @@
+"""Heat map of the learned rates λ (layer group × meta step) of a meta run.
+
+    python -m tools.plot_rates runs/meta            # writes runs/meta/rates.png
+    python -m tools.plot_rates runs/meta --out rates.png
+
+Reads the `rates/<group>` scalars that `trainers.meta` writes to TensorBoard.
+"""
+
+import argparse
+import pathlib
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from tensorboard.backend.event_processing.event_accumulator import (  # noqa: E402
+    EventAccumulator,
+)
+
+
+def read_rates(run_dir):
+    """`(groups, steps, rates[group, step])` from the run's TensorBoard events."""
+    tb = pathlib.Path(run_dir) / "tb"
+    if not tb.is_dir():
+        raise FileNotFoundError(f"{tb}: no TensorBoard directory (is {run_dir} a run?)")
+    events = EventAccumulator(str(tb), size_guidance={"tensors": 0})
+    events.Reload()
+    tags = [t for t in events.Tags()["tensors"] if t.startswith("rates/")]
+    if not tags:
+        raise ValueError(
+            f"{tb}: no rates/* scalars: not a trainers.meta run, or not started."
+        )
+    series = {t[len("rates/") :]: events.Tensors(t) for t in tags}
+    groups = sorted(series, key=_group_order)
+    steps = sorted({e.step for s in series.values() for e in s})
+    rates = np.full((len(groups), len(steps)), np.nan)
+    column = {s: i for i, s in enumerate(steps)}
+    for row, group in enumerate(groups):
+        for event in series[group]:
+            rates[row, column[event.step]] = float(tf.make_ndarray(event.tensor_proto))
+    return groups, steps, rates
+
+
+def _group_order(name):
+    if name.startswith("transformer_layer_"):
+        return (1, int(name.rsplit("_", 1)[1]))
+    return (0, 0) if name == "embeddings" else (2, 0)
+
+
+def plot_rates(run_dir, out=None):
+    groups, steps, rates = read_rates(run_dir)
+    out = pathlib.Path(out or pathlib.Path(run_dir) / "rates.png")
+    fig, ax = plt.subplots(
+        figsize=(max(6, len(steps) * 0.08 + 3), 0.35 * len(groups) + 2)
+    )
+    image = ax.imshow(
+        rates,
+        aspect="auto",
+        origin="lower",
+        cmap="viridis",
+        vmin=0,
+        vmax=1,
+        extent=(steps[0] - 0.5, steps[-1] + 0.5, -0.5, len(groups) - 0.5),
+    )
+    ax.set_yticks(
+        range(len(groups)), [g.replace("transformer_layer_", "layer ") for g in groups]
+    )
+    ax.set_xlabel("meta step")
+    ax.set_title(f"learned rates λ = sigmoid(φ): {pathlib.Path(run_dir).name}")
+    fig.colorbar(image, ax=ax, label="λ")
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("run_dir", help="A trainers.meta output directory.")
+    parser.add_argument("--out", help="PNG path (default RUN_DIR/rates.png).")
+    args = parser.parse_args(argv)
+    print(plot_rates(args.run_dir, args.out))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,185 @@
+"""The xnli-proxy benchmark: every method on the same seeds, resumable.
+
+    python -m tools.xnli_proxy --preset presets/multilingual_e5_small \\
+        --data-dir ../shared/data/xnli
+
+Protocol (../shared/data/xnli/README.md): English stage on `train_mt.en`,
+auxiliary languages el,ur on `dev[:1245]`, evaluation on `dev[1245:]` of all
+15 languages. Per seed, the English model is trained once (method
+`english-only`, itself a zero-shot baseline) and every other method starts from
+it (`--init-from`). Runs go to `--work-dir` (checkpoints, models: large, not
+committed); each finished run's results.json (and rates.json) is copied to
+`--results-dir`, which is small and committed. Runs with results are skipped,
+and an interrupted run resumes from its checkpoints, so the benchmark can be
+continued across sessions. `--table` prints the Table-1-style summary.
+"""
+
+import argparse
+import json
+import logging
+import pathlib
+import shutil
+import subprocess
+import sys
+import time
+
+from tools.plot_rates import plot_rates
+from trainers.common import results_table
+from trainers.evaluate import compare
+
+METHODS = {  # name: (trainer, extra flags, seeds)
+    "finetune": ("finetune", [], 3),
+    "meta": ("meta", [], 3),
+    "freeze-bottom-3": ("finetune", ["--freeze-bottom", "3"], 2),
+    "freeze-bottom-6": ("finetune", ["--freeze-bottom", "6"], 2),
+    "layer-decay-0.9": ("finetune", ["--layer-decay", "0.9"], 2),
+    "meta-shared": ("meta", ["--rates", "shared"], 2),
+    "meta-joint": ("meta", ["--meta", "joint"], 2),
+}
+# Sized so that one method x one seed takes about 20 minutes on a 2-core CPU.
+BUDGET = {
+    "common": [
+        "--sequence-length",
+        "96",
+        "--batch-size",
+        "32",
+        "--checkpoint-every",
+        "60",
+    ],
+    "en": ["--en-steps", "300"],
+    "aux": ["--aux-epochs", "2"],
+    "meta": ["--rounds", "4", "--meta-updates-per-round", "3", "--meta-interval", "15"],
+}
+
+
+def plan(seeds_main, seeds_rest, only):
+    """(method, seed) pairs, seed-major so that a seed's comparison completes first."""
+    runs = []
+    for seed in range(max(seeds_main, seeds_rest)):
+        runs.append(("english-only", seed))
+        for method, (_, _, n) in METHODS.items():
+            n = seeds_main if n == 3 else seeds_rest
+            if seed < n and (not only or method in only):
+                runs.append((method, seed))
+    return runs
+
+
+def command(method, seed, args, budget):
+    out = pathlib.Path(args.work_dir) / f"{method}-seed{seed}"
+    common = [
+        "--preset", args.preset, "--data-dir", args.data_dir, "--aux", "el,ur",
+        "--seed", str(seed), "--output-dir", str(out), *budget["common"], *budget["en"],
+    ]  # fmt: skip
+    if method == "english-only":
+        return [sys.executable, "-m", "trainers.finetune", *common, "--aux", ""], out
+    trainer, extra, _ = METHODS[method]
+    stage1 = pathlib.Path(args.work_dir) / f"english-only-seed{seed}"
+    cmd = [
+        sys.executable,
+        "-m",
+        f"trainers.{trainer}",
+        *common,
+        "--init-from",
+        str(stage1),
+    ]
+    cmd += budget["aux"] + (budget["meta"] if trainer == "meta" else []) + extra
+    return cmd, out
+
+
+def table(results_dir, baseline="finetune"):
+    runs = [
+        json.loads(p.read_text())
+        for p in sorted(pathlib.Path(results_dir).glob("*/results.json"))
+    ]
+    if not runs:
+        return "(no finished runs yet)\n"
+    order = ["english-only", *METHODS]
+    runs.sort(
+        key=lambda r: (
+            order.index(r["method"]) if r["method"] in order else 99,
+            r["seed"],
+        )
+    )
+    p_values = None
+    if any(r["method"] == baseline for r in runs):
+        p_values = {m: p for m, (_, p) in compare(runs, baseline).items()}
+    text = results_table(runs, baseline, p_values)
+    times = {}
+    for r in runs:
+        times.setdefault(r["method"], []).append(r["wall_time_s"])
+    text += (
+        "\nwall time per run (min): "
+        + ", ".join(f"{m} {sum(t) / len(t) / 60:.1f}" for m, t in times.items())
+        + "\n"
+    )
+    return text
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.xnli_proxy",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--preset", default="presets/multilingual_e5_small")
+    parser.add_argument("--data-dir", default="../shared/data/xnli")
+    parser.add_argument(
+        "--work-dir", default="runs/xnli-proxy", help="Checkpoints and models."
+    )
+    parser.add_argument(
+        "--results-dir", default="benchmarks/xnli-proxy", help="Results (committed)."
+    )
+    parser.add_argument(
+        "--seeds-main", type=int, default=3, help="Seeds of finetune and meta."
+    )
+    parser.add_argument(
+        "--seeds-rest", type=int, default=2, help="Seeds of the other methods."
+    )
+    parser.add_argument(
+        "--only", help="Comma-separated methods to run (english-only always runs)."
+    )
+    parser.add_argument(
+        "--table", action="store_true", help="Print the summary table and exit."
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="Print the commands only."
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if args.table:
+        print(table(args.results_dir))
+        return 0
+    only = set(args.only.split(",")) if args.only else None
+    for method, seed in plan(args.seeds_main, args.seeds_rest, only):
+        done = pathlib.Path(args.results_dir) / f"{method}-seed{seed}"
+        if (done / "results.json").is_file():
+            continue
+        cmd, out = command(method, seed, args, BUDGET)
+        logging.info("%s seed %d: %s", method, seed, " ".join(cmd))
+        if args.dry_run:
+            continue
+        start = time.time()
+        log = pathlib.Path(args.work_dir) / f"{method}-seed{seed}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "a", encoding="utf-8") as f:
+            code = subprocess.call(cmd, stdout=f, stderr=subprocess.STDOUT)
+        if code != 0:
+            logging.error(
+                "%s seed %d failed (exit %d); see %s", method, seed, code, log
+            )
+            return code
+        done.mkdir(parents=True, exist_ok=True)
+        if METHODS.get(method, ("",))[0] == "meta":
+            plot_rates(out)
+        for name in ("results.json", "rates.json", "rates.png"):
+            if (out / name).is_file():
+                shutil.copy(out / name, done / name)
+        logging.info(
+            "%s seed %d done in %.1f min", method, seed, (time.time() - start) / 60
+        )
+    print(table(args.results_dir))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

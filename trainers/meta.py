@@ -1,0 +1,230 @@
+"""The paper's protocol: soft layer selection with meta-learning (Xu et al., 2021).
+
+    python -m trainers.meta --aux el,ur --data-dir ../shared/data/xnli \\
+        --preset presets/e5-small --output-dir runs/meta
+
+1. Fine-tune on English (or `--init-from` a stage-1 model shared by methods).
+2. Meta-train φ by Algorithm 1: each round re-initialise the learner to the
+   English model, hold out one source language (English + auxiliaries), train
+   on the others and update φ every L steps from the held-out loss.
+3. Fine-tune the English model on the auxiliary languages with the learned
+   rates λ = sigmoid(φ) (MetaOptimizer in `fixed` mode).
+4. Evaluate every language of `--eval-split`.
+Ablations: `--rates shared` (one rate for all layers), `--meta joint` (φ from
+the training loss, no held-out language). A killed run resumes where it stopped.
+"""
+
+import argparse
+import sys
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_metaopt import LayerGroups, MetaOptimizer, MetaStep
+from trainers.common import Run, add_common_flags, logger, parse_args
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="python -m trainers.meta",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_common_flags(parser)
+    g = parser.add_argument_group("meta-training (Algorithm 1)")
+    g.add_argument(
+        "--rounds", type=int, default=10, help="N: rounds, each with a fresh learner."
+    )
+    g.add_argument(
+        "--meta-interval", type=int, default=15, help="L: inner steps per φ update."
+    )
+    g.add_argument(
+        "--meta-updates-per-round",
+        type=int,
+        default=10,
+        help="φ updates per round (a round is this × L inner steps).",
+    )
+    g.add_argument(
+        "--meta-lr", type=float, default=0.05, help="Adam learning rate of φ."
+    )
+    g.add_argument(
+        "--initial-phi",
+        default="random",
+        help="'random' (φ ~ N(0, 1), seeded) or a number for every layer.",
+    )
+    g.add_argument(
+        "--rates",
+        choices=["layerwise", "shared"],
+        default="layerwise",
+        help="One φ per layer, or one shared φ (ablation).",
+    )
+    g.add_argument(
+        "--meta",
+        choices=["heldout", "joint"],
+        default="heldout",
+        help="φ from a held-out language's loss, or from the training loss (ablation).",
+    )
+    return parser
+
+
+def method_name(args):
+    name = "meta"
+    if args.rates == "shared":
+        name += "-shared"
+    if args.meta == "joint":
+        name += "-joint"
+    return name
+
+
+def meta_train(run, classifier, sources):
+    """Algorithm 1: learns φ; returns the `MetaOptimizer` holding it.
+
+    `classifier` holds the English model θ_En; `sources` maps each source
+    language to its training pairs.
+    """
+    args = run.args
+    theta_en = [v.numpy() for v in classifier.weights]
+    initial_phi = (
+        keras.initializers.RandomNormal(0.0, 1.0, seed=args.seed)
+        if args.initial_phi == "random"
+        else float(args.initial_phi)
+    )
+    with run.strategy.scope():
+        optimizer = MetaOptimizer(
+            keras.optimizers.Adam(args.learning_rate),
+            LayerGroups(frozen=run.frozen),
+            mode=args.rates,
+            initial_phi=initial_phi,
+            phi_optimizer=keras.optimizers.Adam(args.meta_lr),
+        )
+        optimizer.build(classifier.trainable_variables)
+    step = MetaStep(classifier, optimizer, args.meta_interval, run.strategy)
+    languages = sorted(sources)
+    per_round, total = (
+        args.meta_updates_per_round,
+        args.rounds * args.meta_updates_per_round,
+    )
+
+    # A meta step is the unit of progress and of checkpoints.
+    progress = tf.Variable(0, dtype=tf.int64, trainable=False)
+    state, manager = run.checkpoints(
+        "meta", classifier, optimizer=optimizer, progress=progress
+    )
+    if manager.latest_checkpoint:  # model, φ, both optimizers, progress
+        state.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        logger.info("meta: resuming at meta step %d/%d", int(progress), total)
+    every = max(1, args.checkpoint_every // args.meta_interval)
+    bar = keras.utils.Progbar(total, unit_name="meta step")
+    bar.update(int(progress))
+
+    while int(progress) < total:
+        round_, k = divmod(int(progress), per_round)
+        rng = np.random.default_rng([args.seed, round_])
+        held_out = None if args.meta == "joint" else str(rng.choice(languages))
+        train_langs = [x for x in languages if x != held_out]
+        seed = int(rng.integers(2**31))
+        if k == 0:  # Re-initialise the learner: θ ← θ_En, a fresh base Adam.
+            for variable, value in zip(classifier.weights, theta_en):
+                variable.assign(value)
+            optimizer.reset_base_state()
+        # Batches already drawn in this round (joint: the meta batch is a
+        # training batch too) are skipped; the streams depend on the seed only.
+        per_step = args.meta_interval + (1 if held_out is None else 0)
+        train_it = iter(
+            run.dataset(
+                {x: sources[x] for x in train_langs},
+                classifier.preprocessor,
+                seed,
+                sampling="uniform",
+                skip=k * per_step,
+            )
+        )
+        heldout_it = None
+        if held_out:
+            heldout_it = iter(
+                run.dataset(
+                    {held_out: sources[held_out]},
+                    classifier.preprocessor,
+                    seed + 1,
+                    skip=k,
+                )
+            )
+        logger.info(
+            "round %d/%d: held out %s, training on %s",
+            round_ + 1,
+            args.rounds,
+            held_out or "(none: joint)",
+            ",".join(train_langs),
+        )
+        for _ in range(k, per_round):
+            result = step(train_it, heldout_it)
+            progress.assign_add(1)
+            rates = optimizer.rates()
+            with run.writer.as_default(step=int(progress)):
+                tf.summary.scalar("meta/train_loss", result["train_loss"])
+                tf.summary.scalar("meta/heldout_loss", result["heldout_loss"])
+                tf.summary.scalar(
+                    "meta/heldout_language",
+                    -1 if held_out is None else languages.index(held_out),
+                )
+                tf.summary.histogram("meta/rates", list(rates.values()))
+                for group, rate in rates.items():
+                    tf.summary.scalar(f"rates/{group}", rate)
+                names = (
+                    optimizer.group_names if args.rates == "layerwise" else ["shared"]
+                )
+                for name, phi in zip(names, optimizer.phi.numpy()):
+                    tf.summary.scalar(f"phi/{name}", phi)
+            bar.update(
+                int(progress),
+                values=[
+                    ("train_loss", float(result["train_loss"])),
+                    ("heldout_loss", float(result["heldout_loss"])),
+                ],
+            )
+            if int(progress) % every == 0 or int(progress) % per_round == 0:
+                manager.save(checkpoint_number=int(progress))
+        with run.writer.as_default(step=int(progress)):
+            tf.summary.text("meta/heldout", held_out or "(joint)")
+    for variable, value in zip(classifier.weights, theta_en):
+        variable.assign(value)
+    return optimizer
+
+
+def main(argv=None):
+    args = parse_args(build_parser(), argv)
+    if not [x for x in args.aux.split(",") if x]:
+        raise SystemExit("trainers.meta needs at least one --aux language.")
+    run = Run(args, method_name(args))
+    stage1 = run.english_model()
+    final = run.dir / "model"
+    if (final / "task.json").is_file():
+        return run.evaluate(run.load_classifier(final))
+
+    classifier = run.load_classifier(stage1, stage="meta")
+    rates_path = run.dir / "rates.json"
+    if not rates_path.is_file():
+        sources = {"en": run.pairs(args.en_split, "en"), **run.aux_pairs()}
+        logger.info("stage 2: meta-training φ on %s", ",".join(sources))
+        meta_train(run, classifier, sources).save_rates(rates_path)
+    rates = MetaOptimizer.load_rates(rates_path)
+    logger.info("learned rates: %s", {g: round(r, 3) for g, r in rates.items()})
+
+    with run.strategy.scope():
+        optimizer = MetaOptimizer(
+            keras.optimizers.Adam(args.learning_rate),
+            LayerGroups(frozen=run.frozen),
+            mode="fixed",
+            initial_rates=rates,
+        )
+    pairs = run.aux_pairs()
+    steps = run.steps(pairs, args.aux_epochs, args.aux_steps)
+    logger.info("stage 3: auxiliary languages with the learned rates, %d steps", steps)
+    run.finetune("aux", classifier, optimizer, pairs, steps)
+    run.save_model(classifier, final)
+    return run.evaluate(classifier)
+
+
+if __name__ == "__main__":
+    sys.exit(0 if main() else 1)
