@@ -268,7 +268,7 @@ def test_multiworker_strategy_with_two_processes_gives_the_single_process_rates(
     for worker in workers:
         _, stderr = worker.communicate(timeout=600)
         assert worker.returncode == 0, stderr[-3000:]
-    assert "MultiWorkerMirroredStrategy with 2 replica(s)" in stderr
+    assert "CollectiveAllReduceStrategy with 2 replica(s)" in stderr  # = MultiWorker…
     assert json.loads((out / "rates.json").read_text())["phi"] == pytest.approx(
         single, abs=1e-5
     )
