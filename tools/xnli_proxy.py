@@ -40,12 +40,12 @@ METHODS = {  # name: (trainer, extra flags, seeds)
 BUDGET = {
     "common": [
         "--sequence-length",
-        "96",
+        "64",
         "--batch-size",
         "32",
         "--checkpoint-every",
         "60",
-    ],
+    ],  # fmt: skip
     "en": ["--en-steps", "300"],
     "aux": ["--aux-epochs", "2"],
     "meta": ["--rounds", "4", "--meta-updates-per-round", "3", "--meta-interval", "15"],
@@ -174,6 +174,7 @@ def main(argv=None):
         for name in ("results.json", "rates.json", "rates.png"):
             if (out / name).is_file():
                 shutil.copy(out / name, done / name)
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)  # ~1 GB each; models stay
         logging.info(
             "%s seed %d done in %.1f min", method, seed, (time.time() - start) / 60
         )
