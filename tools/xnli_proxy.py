@@ -174,7 +174,8 @@ def main(argv=None):
         for name in ("results.json", "rates.json", "rates.png"):
             if (out / name).is_file():
                 shutil.copy(out / name, done / name)
-        shutil.rmtree(out / "checkpoints", ignore_errors=True)  # ~1 GB each; models stay
+        # Checkpoints take ~1 GB a run; the models stay.
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)
         logging.info(
             "%s seed %d done in %.1f min", method, seed, (time.time() - start) / 60
         )

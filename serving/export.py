@@ -1,0 +1,89 @@
+"""Export a trained run as a TF Serving SavedModel.
+
+Usage:
+    python -m serving.export --run-dir runs/meta-en-el-ur --out models/nli/1
+"""
+
+import argparse
+import logging
+import os
+import sys
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m serving.export",
+        description=(
+            "Export RUN/model (a keras-hub TextClassifier preset) with its run "
+            "metadata as a SavedModel in TF Serving's MODEL_BASE/VERSION layout: "
+            "signatures serving_default (premise/hypothesis strings, tokenized in "
+            "the graph), predict_token_ids and classify; a warmup file and "
+            "metadata JSON in assets.extra. The export is reloaded and compared "
+            "with the in-memory model before it is moved into place."
+        ),
+    )
+    parser.add_argument(
+        "--run-dir",
+        required=True,
+        help="trained run directory holding model/, run.json and (optional) rates.json",
+    )
+    parser.add_argument(
+        "--out",
+        required=True,
+        help="MODEL_BASE/VERSION to create; VERSION must be an integer and must "
+        "not exist yet (e.g. models/nli/1)",
+    )
+    parser.add_argument(
+        "--model-name",
+        default="nli",
+        help="model name written into the warmup requests (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--check-pairs",
+        metavar="TSV",
+        help="extra pairs for the export check, a TSV with header "
+        "premise<TAB>hypothesis[<TAB>label]; built-in multilingual pairs are "
+        "always checked",
+    )
+    parser.add_argument(
+        "--atol",
+        type=float,
+        default=1e-5,
+        help="largest allowed absolute difference between reloaded and in-memory "
+        "probabilities (default: %(default)g)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="logging level (default: %(default)s)",
+    )
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from serving.export_error import ExportError
+    from serving.exporter import Exporter
+    from serving.pair_tsv import PairTsv
+
+    try:
+        extra = []
+        if args.check_pairs:
+            tsv = PairTsv(args.check_pairs)
+            extra = list(zip(tsv.premises, tsv.hypotheses, strict=True))
+        exporter = Exporter(args.run_dir, args.out, args.model_name, args.atol, extra)
+        path = exporter.export()
+    except (ValueError, ExportError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

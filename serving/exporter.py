@@ -1,0 +1,347 @@
+"""Export a trained run as a versioned, verified TF Serving SavedModel."""
+
+import datetime
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from serving.export_error import ExportError
+from serving.run_dir import RunDir
+from serving.serving_module import (
+    CLASSIFY_SIGNATURE,
+    PREDICT_SIGNATURE,
+    TOKEN_IDS_SIGNATURE,
+    ServingModule,
+)
+
+log = logging.getLogger(__name__)
+
+METADATA_FILE = "keras_metaopt.json"
+METADATA_FORMAT = "keras_metaopt.serving.v1"
+WARMUP_FILE = "tf_serving_warmup_requests"
+CLASSIFY_METHOD = "tensorflow/serving/classify"
+
+CHECK_PAIRS = (
+    ("A man is playing a guitar.", "A man is playing music."),
+    ("The cat sleeps on the sofa.", "A dog is running in the park."),
+    ("Two women are walking outside.", "Nobody is outside."),
+    ("Ένας άνδρας παίζει κιθάρα.", "Ο άνδρας δεν παίζει μουσική."),
+    ("ایک آدمی گٹار بجا رہا ہے۔", "یہ آدمی موسیقی نہیں بجا رہا ہے۔"),
+    ("Ein Mann spielt Gitarre.", "那个人在弹吉他。"),
+    ("", ""),
+    (" ".join(["the cat sat on the mat"] * 120), "A cat sat."),
+)
+
+
+def parse_version_dir(out) -> tuple[Path, int]:
+    """Split ``MODEL_BASE/VERSION`` into the base path and the integer version.
+
+    >>> parse_version_dir("models/nli/3")
+    (PosixPath('models/nli'), 3)
+    """
+    out = Path(out)
+    if not out.name.isdigit() or not out.name.isascii():
+        raise ValueError(
+            f"the version directory must be an integer (TF Serving's "
+            f"MODEL_BASE/VERSION layout, e.g. models/nli/1); got {out.name!r} "
+            f"in --out {str(out)!r}"
+        )
+    return out.parent, int(out.name)
+
+
+class Exporter:
+    """Writes ``MODEL_BASE/VERSION`` from a run directory and checks it.
+
+    The SavedModel is written under a hidden temporary name next to the target,
+    reloaded with ``tf.saved_model.load`` and compared with the in-memory model on
+    the check pairs (tokens must match exactly, probabilities within ``atol``);
+    only then is it renamed into place, so a polling server never sees a
+    half-written or unverified version.
+
+    Example:
+        >>> Exporter("runs/meta", "models/nli/1").export()
+        PosixPath('models/nli/1')
+    """
+
+    def __init__(
+        self,
+        run_dir,
+        out,
+        model_name: str = "nli",
+        atol: float = 1e-5,
+        check_pairs: list[tuple[str, str]] | None = None,
+    ):
+        self.run = RunDir(run_dir)
+        self.out = Path(out)
+        self.base, self.version = parse_version_dir(self.out)
+        self.model_name = model_name
+        self.atol = atol
+        self.check_pairs = list(CHECK_PAIRS) + list(check_pairs or [])
+        self.report: dict = {}
+
+    def export(self) -> Path:
+        """Export, verify and move into place; returns the version directory."""
+        import tensorflow as tf
+        import tensorflow_text  # noqa: F401  (registers the tf-text ops)
+
+        if self.out.exists():
+            raise ValueError(
+                f"{self.out} already exists; versions are immutable, export to a "
+                "new version number"
+            )
+        self.base.mkdir(parents=True, exist_ok=True)
+        log.info("loading classifier from %s", self.run.model_path)
+        classifier = self.run.load_classifier()
+        metadata = self._metadata(classifier)
+        module = ServingModule(classifier, self.run.labels, json.dumps(metadata))
+        tmp = self.base / f".tmp-export-{self.version}-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            log.info("writing SavedModel to %s", tmp)
+            tf.saved_model.save(module, str(tmp), signatures=module.signatures())
+            self._mark_classify_signature(tmp)
+            extra = tmp / "assets.extra"
+            extra.mkdir()
+            (extra / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
+            self._write_warmup(extra / WARMUP_FILE, classifier)
+            log.info("checking the reloaded SavedModel against the in-memory model")
+            self.verify(tmp, classifier, metadata)
+            os.rename(tmp, self.out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        log.info("exported %s (max abs diff %.2e)", self.out, self.report["max_diff"])
+        return self.out
+
+    def _metadata(self, classifier) -> dict:
+        import keras
+        import keras_hub
+        import tensorflow as tf
+        import tensorflow_text
+
+        backbone = classifier.backbone
+        config = backbone.get_config()
+        pre = classifier.preprocessor
+        limits = {"token_ids": int(config["vocabulary_size"])}
+        if "num_segments" in config:
+            limits["segment_ids"] = int(config["num_segments"])
+        limits["padding_mask"] = 2
+        inputs = [k for k in ("token_ids", "segment_ids", "padding_mask")]
+        inputs = [k for k in inputs if k in backbone.input]
+        return {
+            "format": METADATA_FORMAT,
+            "model_name": self.model_name,
+            "version": self.version,
+            **self.run.metadata(),
+            "encoder": {
+                "backbone_class": type(backbone).__name__,
+                "classifier_class": type(classifier).__name__,
+                "preprocessor_class": type(pre).__name__,
+                "tokenizer_class": type(pre.tokenizer).__name__,
+                "num_layers": config.get("num_layers"),
+                "hidden_dim": config.get("hidden_dim"),
+                "vocabulary_size": int(config["vocabulary_size"]),
+                "token_id_inputs": inputs,
+                "input_limits": {k: v for k, v in limits.items() if k in inputs},
+            },
+            "signatures": {
+                PREDICT_SIGNATURE: "premise, hypothesis -> probabilities, label, "
+                "label_name",
+                TOKEN_IDS_SIGNATURE: ", ".join(inputs) + " -> probabilities, label, "
+                "label_name",
+                CLASSIFY_SIGNATURE: "tf.Example(premise, hypothesis) -> classes, "
+                "scores",
+            },
+            "versions": {
+                "tensorflow": tf.__version__,
+                "tensorflow_text": tensorflow_text.__version__,
+                "keras": keras.__version__,
+                "keras_hub": keras_hub.__version__,
+            },
+            "exported_at": datetime.datetime.now(datetime.UTC).isoformat(
+                timespec="seconds"
+            ),
+            "run_dir": str(self.run.path.resolve()),
+        }
+
+    @staticmethod
+    def _mark_classify_signature(path: Path) -> None:
+        """Set the ``classify`` signature's method name to the Classify API's.
+
+        ``tf.saved_model.save`` marks every signature as a predict signature;
+        TF Serving (with ``--enable_signature_method_name_check``) wants
+        ``tensorflow/serving/classify`` for the Classify API.
+        """
+        from tensorflow.core.protobuf import saved_model_pb2
+        from tensorflow.python.saved_model import fingerprinting_utils
+
+        pb = path / "saved_model.pb"
+        saved = saved_model_pb2.SavedModel.FromString(pb.read_bytes())
+        for meta_graph in saved.meta_graphs:
+            meta_graph.signature_def[CLASSIFY_SIGNATURE].method_name = CLASSIFY_METHOD
+        pb.write_bytes(saved.SerializeToString(deterministic=True))
+        (path / "fingerprint.pb").unlink(missing_ok=True)
+        fingerprinting_utils.write_fingerprint(str(path))
+
+    def _reference(self, classifier, premises, hypotheses):
+        """Token ids (Python-path preprocessing) and probabilities, in memory."""
+        import tensorflow as tf
+
+        x = classifier.preprocessor(x=(premises, hypotheses))
+        ids = {k: np.asarray(x[k]).astype(np.int32) for k in classifier.backbone.input}
+        logits = classifier(x, training=False)
+        probs = tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1).numpy()
+        return ids, probs
+
+    def _write_warmup(self, path: Path, classifier) -> None:
+        import tensorflow as tf
+        from tensorflow_serving.apis import (
+            classification_pb2,
+            predict_pb2,
+            prediction_log_pb2,
+        )
+
+        pairs = self.check_pairs[:4]
+        records = []
+        for n in (1, 4):
+            req = predict_pb2.PredictRequest()
+            req.model_spec.name = self.model_name
+            req.model_spec.signature_name = PREDICT_SIGNATURE
+            for i, name in enumerate(("premise", "hypothesis")):
+                values = np.array([p[i].encode() for p in pairs[:n]], dtype=object)
+                req.inputs[name].CopyFrom(tf.make_tensor_proto(values))
+            records.append(
+                prediction_log_pb2.PredictionLog(
+                    predict_log=prediction_log_pb2.PredictLog(request=req)
+                )
+            )
+        ids, _ = self._reference(classifier, [pairs[0][0]], [pairs[0][1]])
+        req = predict_pb2.PredictRequest()
+        req.model_spec.name = self.model_name
+        req.model_spec.signature_name = TOKEN_IDS_SIGNATURE
+        for name, value in ids.items():
+            req.inputs[name].CopyFrom(tf.make_tensor_proto(value))
+        records.append(
+            prediction_log_pb2.PredictionLog(
+                predict_log=prediction_log_pb2.PredictLog(request=req)
+            )
+        )
+        creq = classification_pb2.ClassificationRequest()
+        creq.model_spec.name = self.model_name
+        creq.model_spec.signature_name = CLASSIFY_SIGNATURE
+        example = creq.input.example_list.examples.add()
+        example.features.feature["premise"].bytes_list.value.append(
+            pairs[0][0].encode()
+        )
+        example.features.feature["hypothesis"].bytes_list.value.append(
+            pairs[0][1].encode()
+        )
+        records.append(
+            prediction_log_pb2.PredictionLog(
+                classify_log=prediction_log_pb2.ClassifyLog(request=creq)
+            )
+        )
+        with tf.io.TFRecordWriter(str(path)) as writer:
+            for record in records:
+                writer.write(record.SerializeToString())
+
+    def verify(self, path, classifier, metadata: dict) -> dict:
+        """Reload ``path`` and compare every signature with the in-memory model.
+
+        Raises ExportError naming the first mismatch; returns a report dict.
+        """
+        import tensorflow as tf
+        import tensorflow_text  # noqa: F401
+        from tensorflow_serving.apis import prediction_log_pb2
+
+        premises = [p for p, _ in self.check_pairs]
+        hypotheses = [h for _, h in self.check_pairs]
+        ids, probs = self._reference(classifier, premises, hypotheses)
+        loaded = tf.saved_model.load(str(path))
+        p_t, h_t = tf.constant(premises), tf.constant(hypotheses)
+
+        graph_ids = {k: v.numpy() for k, v in loaded.tokenize(p_t, h_t).items()}
+        for name, want in ids.items():
+            bad = np.flatnonzero((graph_ids[name] != want).any(axis=1))
+            if bad.size:
+                i = int(bad[0])
+                raise ExportError(
+                    f"in-graph tokenization differs from the in-memory preprocessor "
+                    f"for {name} of pair {i} {self.check_pairs[i]!r}:\n"
+                    f"  graph:     {graph_ids[name][i].tolist()}\n"
+                    f"  in-memory: {want[i].tolist()}"
+                )
+
+        diffs = {}
+        labels = np.array(self.run.labels)
+        out = loaded.signatures[PREDICT_SIGNATURE](premise=p_t, hypothesis=h_t)
+        diffs[PREDICT_SIGNATURE] = self._compare(PREDICT_SIGNATURE, out, probs, labels)
+        out = loaded.signatures[TOKEN_IDS_SIGNATURE](
+            **{k: tf.constant(v) for k, v in ids.items()}
+        )
+        diffs[TOKEN_IDS_SIGNATURE] = self._compare(
+            TOKEN_IDS_SIGNATURE, out, probs, labels
+        )
+        examples = []
+        for premise, hypothesis in self.check_pairs:
+            feature = {
+                "premise": tf.train.Feature(
+                    bytes_list=tf.train.BytesList(value=[premise.encode()])
+                ),
+                "hypothesis": tf.train.Feature(
+                    bytes_list=tf.train.BytesList(value=[hypothesis.encode()])
+                ),
+            }
+            example = tf.train.Example(features=tf.train.Features(feature=feature))
+            examples.append(example.SerializeToString())
+        out = loaded.signatures[CLASSIFY_SIGNATURE](inputs=tf.constant(examples))
+        scores = out["scores"].numpy()
+        diffs[CLASSIFY_SIGNATURE] = float(np.max(np.abs(scores - probs)))
+        classes = out["classes"].numpy().astype(str)
+        if not (classes == labels[np.newaxis, :]).all():
+            raise ExportError(f"classify returned classes {classes[0].tolist()}")
+        if diffs[CLASSIFY_SIGNATURE] > self.atol:
+            raise ExportError(
+                f"classify scores differ from the in-memory model by "
+                f"{diffs[CLASSIFY_SIGNATURE]:.3g} > atol {self.atol:g}"
+            )
+        if json.loads(loaded.metadata_json.numpy().decode()) != metadata:
+            raise ExportError("metadata_json in the graph differs from the metadata")
+
+        warmup = Path(path) / "assets.extra" / WARMUP_FILE
+        count = 0
+        for raw in tf.data.TFRecordDataset(str(warmup)).as_numpy_iterator():
+            prediction_log_pb2.PredictionLog.FromString(raw)
+            count += 1
+        self.report = {
+            "pairs": len(self.check_pairs),
+            "max_diff": max(diffs.values()),
+            "diffs": diffs,
+            "warmup_records": count,
+        }
+        log.info("export check passed: %s", self.report)
+        return self.report
+
+    def _compare(self, name, out, probs, labels) -> float:
+        got = out["probabilities"].numpy()
+        if got.shape != probs.shape or got.dtype != np.float32:
+            raise ExportError(f"{name}: probabilities {got.dtype}{got.shape}")
+        diff = np.abs(got - probs).max(axis=1)
+        if diff.max() > self.atol:
+            i = int(diff.argmax())
+            raise ExportError(
+                f"{name}: probabilities of pair {i} {self.check_pairs[i]!r} differ "
+                f"from the in-memory model by {diff[i]:.3g} > atol {self.atol:g}:\n"
+                f"  reloaded:  {got[i].tolist()}\n  in-memory: {probs[i].tolist()}"
+            )
+        label = out["label"].numpy()
+        if not (label == got.argmax(axis=1)).all():
+            raise ExportError(f"{name}: label is not the argmax of probabilities")
+        names = out["label_name"].numpy().astype(str)
+        if not (names == labels[label]).all():
+            raise ExportError(f"{name}: label_name does not match label")
+        return float(diff.max())

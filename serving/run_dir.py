@@ -1,0 +1,104 @@
+"""Read a trained run directory (model preset, run.json, rates.json)."""
+
+import json
+from pathlib import Path
+
+LABELS = ("entailment", "neutral", "contradiction")
+RATES_FORMAT = "keras_metaopt.rates.v1"
+
+
+class RunDir:
+    """A trained run: ``model/`` (keras-hub preset), ``run.json``, ``rates.json``.
+
+    ``rates.json`` is optional (baseline runs have none). Everything is validated on
+    construction so that a broken run fails before any export work starts; the
+    classifier itself is loaded lazily by :meth:`load_classifier`.
+
+    Example:
+        >>> run = RunDir("runs/meta-en-el-ur")
+        >>> run.labels, run.sequence_length
+        (['entailment', 'neutral', 'contradiction'], 128)
+        >>> classifier = run.load_classifier()
+    """
+
+    def __init__(self, path):
+        self.path = Path(path)
+        if not self.path.is_dir():
+            raise ValueError(f"run directory {self.path} does not exist")
+        self.model_path = self.path / "model"
+        if not (self.model_path / "config.json").is_file():
+            raise ValueError(
+                f"{self.model_path} is not a keras-hub preset (no config.json); "
+                "expected classifier.save_to_preset(RUN/'model')"
+            )
+        self.run = self._read_json(self.path / "run.json")
+        self.labels = list(self.run.get("labels", LABELS))
+        if tuple(self.labels) != LABELS:
+            raise ValueError(
+                f"{self.path / 'run.json'}: labels must be {list(LABELS)} in this "
+                f"order; got {self.labels}"
+            )
+        self.sequence_length = self.run.get("sequence_length")
+        self.rates = None
+        self.rates_mode = None
+        rates_path = self.path / "rates.json"
+        if rates_path.exists():
+            rates = self._read_json(rates_path)
+            if rates.get("format") != RATES_FORMAT:
+                raise ValueError(
+                    f"{rates_path}: format must be {RATES_FORMAT!r}; "
+                    f"got {rates.get('format')!r}"
+                )
+            if not isinstance(rates.get("rates"), dict):
+                raise ValueError(f"{rates_path}: 'rates' must be an object")
+            self.rates = {str(k): float(v) for k, v in rates["rates"].items()}
+            self.rates_mode = rates.get("mode")
+
+    @staticmethod
+    def _read_json(path: Path) -> dict:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ValueError(f"{path} is missing") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ValueError(f"cannot read {path}: {err}") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{path} must hold a JSON object")
+        return data
+
+    def load_classifier(self):
+        """Load the keras-hub ``TextClassifier`` (with its preprocessor) from the run.
+
+        Raises ValueError when the preset has no preprocessor or when its
+        ``sequence_length`` differs from the one recorded in ``run.json``.
+        """
+        import keras_hub
+
+        import keras_metaopt  # noqa: F401  (registers presets' custom tokenizers)
+
+        classifier = keras_hub.models.TextClassifier.from_preset(str(self.model_path))
+        pre = classifier.preprocessor
+        if pre is None:
+            raise ValueError(f"{self.model_path} holds no preprocessor")
+        if self.sequence_length is not None and pre.sequence_length != int(
+            self.sequence_length
+        ):
+            raise ValueError(
+                f"run.json says sequence_length={self.sequence_length} but the "
+                f"preset's preprocessor packs to {pre.sequence_length}"
+            )
+        self.sequence_length = int(pre.sequence_length)
+        return classifier
+
+    def metadata(self) -> dict:
+        """The run facts that travel with an export (no weights, no code)."""
+        return {
+            "preset": self.run.get("preset"),
+            "method": self.run.get("method"),
+            "train_languages": list(self.run.get("train_languages", [])),
+            "labels": list(self.labels),
+            "sequence_length": self.sequence_length,
+            "seed": self.run.get("seed"),
+            "rates_mode": self.rates_mode,
+            "rates": self.rates,
+        }

@@ -1,0 +1,242 @@
+"""Serve exported models over TF Serving's gRPC API (a stand-in for
+``tensorflow_model_server`` for local use and tests).
+
+Usage:
+    python -m serving.server --model-base-path models/nli --port 8500
+    python -m serving.server --model-config-file serving/models.config \
+        --enable-batching --batching-parameters-file serving/batching.config
+"""
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m serving.server",
+        description=(
+            "gRPC server implementing TF Serving's PredictionService (Predict, "
+            "Classify, GetModelMetadata) and ModelService (GetModelStatus) for "
+            "SavedModels in the MODEL_BASE/<version> layout. Serves the newest "
+            "version, picks up new versions without a restart and shuts down "
+            "gracefully on SIGTERM."
+        ),
+    )
+    src = parser.add_argument_group("models")
+    src.add_argument(
+        "--model-base-path",
+        help="directory holding integer version directories (MODEL_BASE)",
+    )
+    src.add_argument(
+        "--model-name",
+        default="nli",
+        help="name clients use in ModelSpec.name (default: %(default)s)",
+    )
+    src.add_argument(
+        "--model-config-file",
+        help="ModelServerConfig text proto (as for tensorflow_model_server), e.g. "
+        "serving/models.config; replaces --model-base-path/--model-name and adds "
+        "version policies and version labels",
+    )
+    src.add_argument(
+        "--file-system-poll-wait-seconds",
+        type=float,
+        default=1.0,
+        help="how often to look for new or removed versions (default: %(default)s)",
+    )
+    src.add_argument(
+        "--max-num-load-retries",
+        type=int,
+        default=5,
+        help="retries for a version that fails to load (default: %(default)s)",
+    )
+    src.add_argument(
+        "--load-retry-interval-seconds",
+        type=float,
+        default=10.0,
+        help="wait between load retries (default: %(default)s)",
+    )
+    net = parser.add_argument_group("network")
+    net.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default: %(default)s; 0.0.0.0 for all)",
+    )
+    net.add_argument(
+        "--port", type=int, default=8500, help="gRPC port (default: %(default)s)"
+    )
+    net.add_argument("--ssl-cert", help="PEM server certificate; enables TLS")
+    net.add_argument("--ssl-key", help="PEM private key for --ssl-cert")
+    net.add_argument(
+        "--grpc-max-threads",
+        type=int,
+        default=32,
+        help="threads answering RPCs (default: %(default)s)",
+    )
+    net.add_argument(
+        "--max-message-bytes",
+        type=int,
+        default=16 * 1024 * 1024,
+        help="largest request/response message (default: %(default)s)",
+    )
+    net.add_argument(
+        "--grace-seconds",
+        type=float,
+        default=30.0,
+        help="on SIGTERM/SIGINT, how long in-flight requests may take to finish "
+        "(default: %(default)s)",
+    )
+    tfg = parser.add_argument_group("tensorflow")
+    tfg.add_argument(
+        "--tensorflow-intra-op-parallelism",
+        type=int,
+        default=0,
+        help="threads one op (e.g. a matmul) may use; 0 = TensorFlow's choice "
+        "(all cores). 1 is fastest for small models on few cores "
+        "(default: %(default)s)",
+    )
+    tfg.add_argument(
+        "--tensorflow-inter-op-parallelism",
+        type=int,
+        default=0,
+        help="ops run in parallel within one call; 0 = TensorFlow's choice "
+        "(default: %(default)s)",
+    )
+    lim = parser.add_argument_group("request limits")
+    lim.add_argument(
+        "--max-request-batch-size",
+        type=int,
+        default=256,
+        help="largest batch one request may carry (default: %(default)s)",
+    )
+    lim.add_argument(
+        "--max-string-bytes",
+        type=int,
+        default=10_000,
+        help="longest premise/hypothesis in bytes (default: %(default)s)",
+    )
+    bat = parser.add_argument_group("batching")
+    bat.add_argument(
+        "--enable-batching",
+        action="store_true",
+        help="merge concurrent requests into one model call",
+    )
+    bat.add_argument(
+        "--batching-parameters-file",
+        help="BatchingParameters text proto, e.g. serving/batching.config; the flags "
+        "below override its values",
+    )
+    bat.add_argument(
+        "--max-batch-size", type=int, help="rows per merged batch (default: 32)"
+    )
+    bat.add_argument(
+        "--batch-timeout-micros",
+        type=int,
+        help="how long a batch waits to fill up; 0 = take only what is already "
+        "queued (default: 0)",
+    )
+    bat.add_argument(
+        "--num-batch-threads",
+        type=int,
+        help="threads running merged batches (default: 2)",
+    )
+    bat.add_argument(
+        "--max-enqueued-batches",
+        type=int,
+        help="queue limit, in batches, before UNAVAILABLE (default: 100)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="logging level (default: %(default)s)",
+    )
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.model_base_path and not args.model_config_file:
+        parser.error("give --model-base-path or --model-config-file")
+    if (args.ssl_cert is None) != (args.ssl_key is None):
+        parser.error("--ssl-cert and --ssl-key go together")
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import tensorflow as tf
+
+    # Must happen before TensorFlow runs its first op.
+    if args.tensorflow_intra_op_parallelism:
+        tf.config.threading.set_intra_op_parallelism_threads(
+            args.tensorflow_intra_op_parallelism
+        )
+    if args.tensorflow_inter_op_parallelism:
+        tf.config.threading.set_inter_op_parallelism_threads(
+            args.tensorflow_inter_op_parallelism
+        )
+    from serving.batching_config import BatchingConfig
+    from serving.model_manager import ModelManager
+    from serving.model_server import ModelServer
+
+    log = logging.getLogger("serving.server")
+    try:
+        if args.batching_parameters_file:
+            batching = BatchingConfig.from_file(args.batching_parameters_file)
+        else:
+            batching = BatchingConfig()
+        batching.enabled = args.enable_batching
+        for field in (
+            "max_batch_size",
+            "batch_timeout_micros",
+            "num_batch_threads",
+            "max_enqueued_batches",
+        ):
+            if getattr(args, field) is not None:
+                setattr(batching, field, getattr(args, field))
+        batching.validate()
+        settings = dict(
+            batching=batching,
+            poll_seconds=args.file_system_poll_wait_seconds,
+            max_request_batch_size=args.max_request_batch_size,
+            max_string_bytes=args.max_string_bytes,
+            max_load_retries=args.max_num_load_retries,
+            retry_seconds=args.load_retry_interval_seconds,
+        )
+        if args.model_config_file:
+            manager = ModelManager.from_config_file(args.model_config_file, **settings)
+        else:
+            manager = ModelManager.for_model(
+                args.model_name, args.model_base_path, **settings
+            )
+        server = ModelServer(
+            manager,
+            host=args.host,
+            port=args.port,
+            max_threads=args.grpc_max_threads,
+            ssl_cert=args.ssl_cert,
+            ssl_key=args.ssl_key,
+            max_message_bytes=args.max_message_bytes,
+        )
+        if batching.enabled:
+            log.info("batching on: %s", batching)
+        server.start()
+    except (OSError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    while not stop.wait(0.5):
+        pass
+    server.stop(grace=args.grace_seconds)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

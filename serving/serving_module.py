@@ -1,0 +1,112 @@
+"""The ``tf.Module`` that becomes the exported SavedModel."""
+
+import tensorflow as tf
+
+PREDICT_SIGNATURE = "serving_default"
+TOKEN_IDS_SIGNATURE = "predict_token_ids"
+CLASSIFY_SIGNATURE = "classify"
+CLASSIFY_INPUT = "inputs"
+TEXT_INPUTS = ("premise", "hypothesis")
+PREDICT_OUTPUTS = ("probabilities", "label", "label_name")
+
+
+class ServingModule(tf.Module):
+    """Wraps a keras-hub ``TextClassifier`` (logits out) in serving signatures.
+
+    Signatures (all share one set of variables):
+
+    * ``serving_default``: string ``premise``/``hypothesis`` ``[batch]`` ->
+      ``probabilities`` float32 ``[batch, 3]``, ``label`` int32, ``label_name``
+      string. Tokenized in the graph by the classifier's own preprocessor
+      (tensorflow-text ops), so truncation and packing are exactly as in training.
+    * ``predict_token_ids``: the backbone's own inputs (``token_ids``, optional
+      ``segment_ids``, ``padding_mask``; int32 ``[batch, sequence_length]``), same
+      outputs, for servers whose tf-text ops differ from the training version.
+    * ``classify``: serialized ``tf.Example`` (features ``premise``, ``hypothesis``)
+      -> ``classes`` string ``[batch, 3]``, ``scores`` float32 ``[batch, 3]``.
+
+    Also saved: ``tokenize(premise, hypothesis)`` (not a signature; used by the
+    export check) and ``metadata_json``, a string variable holding the export's
+    metadata.
+
+    Example:
+        >>> module = ServingModule(classifier, labels, '{"labels": []}')
+        >>> tf.saved_model.save(module, path, signatures=module.signatures())
+    """
+
+    def __init__(self, classifier, labels, metadata_json: str):
+        super().__init__(name="nli_serving")
+        self.classifier = classifier
+        self.preprocessor = classifier.preprocessor
+        self.sequence_length = int(self.preprocessor.sequence_length)
+        backbone_inputs = classifier.backbone.input
+        if not isinstance(backbone_inputs, dict):
+            raise ValueError("the classifier's backbone must take a dict of inputs")
+        order = ("token_ids", "segment_ids", "padding_mask")
+        self.id_inputs = [k for k in order if k in backbone_inputs] + sorted(
+            k for k in backbone_inputs if k not in order
+        )
+        self.input_dtypes = {
+            k: tf.as_dtype(backbone_inputs[k].dtype) for k in self.id_inputs
+        }
+        self.labels = tf.constant(list(labels))
+        self.metadata_json = tf.Variable(metadata_json, trainable=False, name="meta")
+
+        text_spec = [tf.TensorSpec([None], tf.string, name=n) for n in TEXT_INPUTS]
+        self.tokenize = tf.function(
+            self._tokenize, input_signature=text_spec, autograph=False
+        )
+        self.serve_text = tf.function(
+            self._serve_text, input_signature=text_spec, autograph=False
+        )
+        ids_spec = [
+            tf.TensorSpec([None, self.sequence_length], tf.int32, name=n)
+            for n in self.id_inputs
+        ]
+        self.serve_token_ids = tf.function(
+            self._serve_token_ids, input_signature=ids_spec, autograph=False
+        )
+        self.serve_classify = tf.function(
+            self._serve_classify,
+            input_signature=[tf.TensorSpec([None], tf.string, name=CLASSIFY_INPUT)],
+            autograph=False,
+        )
+
+    def signatures(self) -> dict:
+        """The signature map to pass to ``tf.saved_model.save``."""
+        return {
+            PREDICT_SIGNATURE: self.serve_text,
+            TOKEN_IDS_SIGNATURE: self.serve_token_ids,
+            CLASSIFY_SIGNATURE: self.serve_classify,
+        }
+
+    def _tokenize(self, premise, hypothesis):
+        x = self.preprocessor(x=(premise, hypothesis))
+        return {k: tf.cast(x[k], tf.int32) for k in self.id_inputs}
+
+    def _outputs(self, ids):
+        x = {k: tf.cast(v, self.input_dtypes[k]) for k, v in ids.items()}
+        logits = self.classifier(x, training=False)
+        probabilities = tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
+        label = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
+        return {
+            "probabilities": probabilities,
+            "label": label,
+            "label_name": tf.gather(self.labels, label),
+        }
+
+    def _serve_text(self, premise, hypothesis):
+        return self._outputs(self.tokenize(premise, hypothesis))
+
+    def _serve_token_ids(self, *ids):
+        return self._outputs(dict(zip(self.id_inputs, ids, strict=True)))
+
+    def _serve_classify(self, inputs):
+        features = tf.io.parse_example(
+            inputs,
+            {n: tf.io.FixedLenFeature([], tf.string) for n in TEXT_INPUTS},
+        )
+        out = self.serve_text(features["premise"], features["hypothesis"])
+        batch = tf.shape(inputs)[0]
+        classes = tf.tile(self.labels[tf.newaxis, :], tf.stack([batch, 1]))
+        return {"classes": classes, "scores": out["probabilities"]}

@@ -1,0 +1,112 @@
+"""Fixtures for the serving tests: one tiny exported model per session."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import pytest  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+
+PAIRS = [
+    ("A man is playing a guitar.", "A man is playing music."),
+    ("the cat sleeps on the sofa", "a dog runs in the park"),
+    ("two women walk outside", "nobody is outside"),
+    ("Ένας άνδρας παίζει κιθάρα.", "Ο άνδρας δεν παίζει μουσική."),
+    ("ایک آدمی گٹار بجا رہا ہے۔", "یہ آدمی موسیقی نہیں بجا رہا ہے۔"),
+    ("a red car", "a blue car"),
+    ("the child eats food", "the child is happy"),
+    ("", "an empty premise"),
+]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(predicate, timeout: float, what: str, interval: float = 0.1):
+    """Poll ``predicate`` until it returns a true value; fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def run_module(
+    module: str, *args: str, timeout: float = 120
+) -> subprocess.CompletedProcess:
+    """Run ``python -m module args`` from the repository root."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+
+
+@pytest.fixture(scope="session")
+def run_dir(tmp_path_factory):
+    """A tiny BERT run directory (random weights, rates.json included)."""
+    from serving.random_run_dir import RandomRunDir
+
+    return RandomRunDir(encoder="bert").write(tmp_path_factory.mktemp("run") / "run")
+
+
+@pytest.fixture(scope="session")
+def model_base(run_dir, tmp_path_factory):
+    """MODEL_BASE with version 1 exported through the export CLI's main()."""
+    from serving.export import main
+
+    base = tmp_path_factory.mktemp("models") / "nli"
+    assert main(["--run-dir", str(run_dir), "--out", str(base / "1")]) == 0
+    return base
+
+
+@pytest.fixture(scope="session")
+def reference(run_dir, model_base):
+    """In-process probabilities for PAIRS from the in-memory Keras classifier."""
+    import numpy as np
+    import tensorflow as tf
+
+    from serving.run_dir import RunDir
+
+    classifier = RunDir(run_dir).load_classifier()
+    premises = [p for p, _ in PAIRS]
+    hypotheses = [h for _, h in PAIRS]
+    x = classifier.preprocessor(x=(premises, hypotheses))
+    logits = classifier(x, training=False)
+    probs = tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1).numpy()
+    return {"classifier": classifier, "probabilities": probs.astype(np.float32)}
+
+
+@pytest.fixture(scope="session")
+def server(model_base):
+    """An in-process server (batching on) for the session; yields its address."""
+    from serving.batching_config import BatchingConfig
+    from serving.model_manager import ModelManager
+    from serving.model_server import ModelServer
+
+    manager = ModelManager.for_model(
+        "nli",
+        model_base,
+        batching=BatchingConfig(enabled=True, max_batch_size=16),
+        poll_seconds=0.5,
+    )
+    srv = ModelServer(manager, port=0)
+    port = srv.start()
+    srv.address = f"127.0.0.1:{port}"
+    yield srv
+    srv.stop(grace=5)

@@ -1,0 +1,207 @@
+"""Command lines: client (subprocess and in-process), --help, SIGTERM shutdown."""
+
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import grpc
+import numpy as np
+import pytest
+
+from serving import client, export, server
+from serving.nli_client import NliClient
+from tests.serving.conftest import PAIRS, REPO, free_port, run_module, wait_until
+
+LABELS = ["entailment", "neutral", "contradiction"]
+
+
+def write_tsv(path, rows, header="premise\thypothesis\tlabel"):
+    path.write_bytes((header + "\n").encode() + b"".join(r + b"\n" for r in rows))
+    return path
+
+
+def test_client_tsv_round_trip_subprocess(server, reference, tmp_path):
+    gold = [0, 1, 2, 0, 1, 2, 0, 1]
+    rows = [f"{p}\t{h}\t{LABELS[g]}".encode() for (p, h), g in zip(PAIRS, gold)]
+    tsv = write_tsv(tmp_path / "pairs.tsv", rows)
+    done = run_module(
+        "serving.client",
+        "--server",
+        server.address,
+        "--tsv",
+        str(tsv),
+        "--batch-size",
+        "3",
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "label\tp_entailment\tp_neutral\tp_contradiction"
+    rows = [line.split("\t") for line in lines[1:-1]]
+    probs = np.array([[float(v) for v in row[1:]] for row in rows])
+    np.testing.assert_allclose(probs, reference["probabilities"], atol=1e-6, rtol=0)
+    predicted = reference["probabilities"].argmax(axis=1)
+    assert [row[0] for row in rows] == [LABELS[i] for i in predicted]
+    correct = int((predicted == np.array(gold)).sum())
+    assert lines[-1] == f"# accuracy {correct / 8:.4f} ({correct}/8)"
+
+
+def test_client_single_pair(server, reference, capsys):
+    assert (
+        client.main(
+            [
+                "--server",
+                server.address,
+                "--premise",
+                PAIRS[0][0],
+                "--hypothesis",
+                PAIRS[0][1],
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out.splitlines()
+    label, *probs = out[1].split("\t")
+    np.testing.assert_allclose(
+        [float(p) for p in probs], reference["probabilities"][0], atol=1e-6, rtol=0
+    )
+    assert label == LABELS[int(reference["probabilities"][0].argmax())]
+
+
+@pytest.mark.parametrize(
+    "rows,header,message",
+    [
+        (
+            [b"a\tb\tentailment", b"only one field"],
+            None,
+            "pairs.tsv:3: expected 3 tab-separated fields (premise, hypothesis, label); got 1",
+        ),
+        (
+            [b"a\tb\tmaybe"],
+            None,
+            "pairs.tsv:2: unknown label 'maybe'; expected one of entailment, neutral, "
+            "contradiction (or 0, 1, 2)",
+        ),
+        (
+            [b"a\tb", b"c\xff\td"],
+            "premise\thypothesis",
+            "pairs.tsv:3: not valid UTF-8 (byte 0xff at column 2)",
+        ),
+        (
+            [b"a\tb"],
+            "sentence1\tsentence2",
+            "pairs.tsv:1: header must be 'premise<TAB>hypothesis'",
+        ),
+        (
+            [b'"quoted\ttab"\tx'],
+            "premise\thypothesis",
+            "pairs.tsv:2: expected 2 tab-separated fields (premise, hypothesis); got 3",
+        ),
+    ],
+    ids=["field count", "label", "utf-8", "header", "no quoting"],
+)
+def test_client_reports_bad_tsv_rows(tmp_path, capsys, rows, header, message):
+    tsv = write_tsv(
+        tmp_path / "pairs.tsv", rows, header or "premise\thypothesis\tlabel"
+    )
+    assert client.main(["--tsv", str(tsv), "--server", "127.0.0.1:1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {tmp_path}/{message}")
+
+
+def test_client_reports_grpc_status(server, tmp_path, capsys):
+    argv = ["--premise", "a", "--hypothesis", "b", "--timeout", "5"]
+    assert client.main(["--server", server.address, "--model-name", "nope", *argv]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(
+        f"error: {server.address} answered NOT_FOUND: Servable not found"
+    )
+    port = free_port()
+    assert client.main(["--server", f"127.0.0.1:{port}", *argv]) == 1
+    assert "answered UNAVAILABLE" in capsys.readouterr().err
+    assert client.main(["--tsv", str(tmp_path / "missing.tsv")]) == 2
+    assert "cannot read" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("module", [client, export, server])
+def test_help_documents_every_flag(module):
+    parser = module.build_parser()
+    for action in parser._actions:
+        if action.option_strings and action.dest != "help":
+            assert action.help, (
+                f"{module.__name__}: {action.option_strings} has no help"
+            )
+    assert parser.format_help().startswith("usage: python -m serving.")
+
+
+def test_sigterm_lets_in_flight_requests_finish(model_base, reference, tmp_path):
+    port = free_port()
+    log = tmp_path / "server.log"
+    with log.open("w") as stderr:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "serving.server",
+                "--model-base-path",
+                str(model_base),
+                "--port",
+                str(port),
+                "--enable-batching",
+                "--max-batch-size",
+                "64",
+                "--batch-timeout-micros",
+                "3000000",
+                "--grace-seconds",
+                "20",
+            ],
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+    address = f"127.0.0.1:{port}"
+    try:
+        wait_until(
+            lambda: "listening on" in log.read_text() or proc.poll() is not None,
+            120,
+            "the server to start",
+        )
+        assert proc.poll() is None, log.read_text()
+        result = {}
+
+        def slow_request():  # sits in the batch queue for 3 s (batch_timeout)
+            with NliClient(address, timeout=30) as c:
+                try:
+                    result["probs"] = c.predict(
+                        [p for p, _ in PAIRS], [h for _, h in PAIRS]
+                    )[1]
+                except grpc.RpcError as err:
+                    result["error"] = err
+
+        thread = threading.Thread(target=slow_request)
+        thread.start()
+        time.sleep(1.2)  # the request is now queued on the server
+        proc.send_signal(signal.SIGTERM)
+        thread.join(timeout=30)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "error" not in result, result.get("error")
+    np.testing.assert_allclose(
+        result["probs"], reference["probabilities"], atol=1e-5, rtol=0
+    )
+    text = log.read_text()
+    assert re.search(r"shutting down: finishing in-flight requests", text)
+    assert text.rstrip().endswith("shutdown complete")
+    with NliClient(address, timeout=5) as c, pytest.raises(grpc.RpcError) as info:
+        c.predict(["a"], ["b"])
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def test_server_refuses_a_missing_base_path(tmp_path, capsys):
+    argv = ["--model-base-path", str(tmp_path / "nowhere"), "--port", "0"]
+    assert server.main(argv) == 1
+    assert "is not a directory" in capsys.readouterr().err
