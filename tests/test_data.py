@@ -13,7 +13,8 @@ import pytest
 from keras_metaopt import data
 from keras_metaopt.data import network, tfds_source
 
-XNLI_DIR = pathlib.Path("/work/shared/data/xnli")
+# The shared data folder beside the checkout.
+XNLI_DIR = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "xnli"
 HEADER = "premise\thypothesis\tlabel\n"
 
 
@@ -491,7 +492,9 @@ def test_download_xnli_verifies_hash_and_fails_fast_offline(tmp_path, unreachabl
 # --- the real data ---------------------------------------------------------------
 
 
-@pytest.mark.skipif(not XNLI_DIR.is_dir(), reason="no /work/shared/data/xnli")
+@pytest.mark.skipif(
+    not XNLI_DIR.is_dir(), reason="no ../shared/data/xnli beside the checkout"
+)
 def test_real_xnli_files():
     assert data.detect_layout(XNLI_DIR) == "tsv"
     dev = data.load_pairs(XNLI_DIR, "dev", "en")

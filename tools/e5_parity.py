@@ -20,6 +20,7 @@ import argparse
 import csv
 import logging
 import os
+import pathlib
 import random
 import time
 
@@ -28,7 +29,10 @@ import numpy as np
 log = logging.getLogger("e5_parity")
 
 LANGUAGES = "ar bg de el en es fr hi ru sw th tr ur vi zh".split()
-DEFAULT_DATA = "/work/shared/data/xnli"
+# The shared data folder beside the checkout.
+DEFAULT_DATA = str(
+    pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "xnli"
+)
 PASSAGE = "passage: "
 
 
