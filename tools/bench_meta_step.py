@@ -17,15 +17,10 @@ import subprocess
 import sys
 import time
 
+from tools.encoder_shapes import E5_SMALL
+
 SHAPES = {
-    "e5-small": dict(
-        vocabulary_size=250_037,
-        num_layers=12,
-        num_heads=12,
-        hidden_dim=384,
-        intermediate_dim=1536,
-        max_sequence_length=512,
-    ),
+    "e5-small": E5_SMALL,
     "tiny": dict(
         vocabulary_size=1000,
         num_layers=2,

@@ -33,6 +33,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+from tools.encoder_shapes import E5_SMALL  # noqa: E402
+
 log = logging.getLogger("bench_serving")
 
 SHAPES = {
@@ -46,15 +48,7 @@ SHAPES = {
         max_sequence_length=128,
     ),
     # multilingual-e5-small's shape (random weights; a generated WordPiece vocab).
-    "e5-small": dict(
-        num_layers=12,
-        num_heads=12,
-        hidden_dim=384,
-        intermediate_dim=1536,
-        vocabulary_size=250_037,
-        sequence_length=128,
-        max_sequence_length=512,
-    ),
+    "e5-small": dict(E5_SMALL, sequence_length=128),
 }
 
 # Fastest single-pair setting seen on 2 cores: one thread for the tiny model
