@@ -42,6 +42,12 @@ def add_common_flags(parser):
         help="auto: MirroredStrategy when more than one GPU is visible; multiworker reads TF_CONFIG.",
     )
     g.add_argument(
+        "--cpu-replicas",
+        type=int,
+        default=1,
+        help="Split the CPU into this many logical devices (to try --strategy mirrored without GPUs).",
+    )
+    g.add_argument(
         "--checkpoint-every", type=int, default=100, help="Steps between checkpoints."
     )
     g.add_argument(
@@ -138,6 +144,11 @@ class Run:
         logging.basicConfig(
             level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
         )
+        if args.cpu_replicas > 1:  # before TensorFlow initialises its devices
+            (cpu,) = tf.config.list_physical_devices("CPU")
+            tf.config.set_logical_device_configuration(
+                cpu, [tf.config.LogicalDeviceConfiguration()] * args.cpu_replicas
+            )
         keras.utils.set_random_seed(args.seed)
         tf.config.experimental.enable_op_determinism()
         self.strategy = _strategy(args.strategy)
