@@ -15,9 +15,11 @@ import pytest
 import tensorflow as tf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from keras_metaopt.data import load_pairs
 from tools.make_tiny_preset import make_tiny_preset
 from trainers import evaluate as evaluate_cli
 from trainers import finetune, meta
+from trainers.common import evaluate
 
 LANGS = ("en", "de", "el", "ur")
 WORDS = {
@@ -185,6 +187,27 @@ def test_baselines_share_stage1_and_do_what_they_say(workspace, meta_run):
     table = table_path.read_text()
     assert "p vs finetune" in table.splitlines()[0]
     assert sum(line.startswith("| ") for line in table.splitlines()) == 5  # header + 4
+
+
+def test_english_only_evaluates_the_saved_english_model_with_its_head(
+    workspace, meta_run
+):
+    # Reloading a saved classifier must keep its trained head: the per-example
+    # predictions of the run equal those of the stage-1 preset loaded as is.
+    root, data_dir, preset = workspace
+    out = root / "english-only"
+    result = finetune.main(
+        _common(data_dir, preset, out, "--init-from", str(meta_run[0]), "--aux", "")
+    )
+    assert result["method"] == "english-only"
+    reference = keras_hub.models.TextClassifier.from_preset(str(meta_run[0] / "stage1"))
+    reference.preprocessor.sequence_length = 32
+    pairs = {x: load_pairs(data_dir, "dev[24:]", x) for x in LANGS}
+    expected = evaluate(reference, pairs, batch_size=64)
+    for lang in LANGS:
+        assert result["correct"][lang] == expected[lang]["correct"]
+    for a, b in zip(_weights(out / "model"), _weights(meta_run[0] / "stage1")):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_paired_bootstrap_detects_a_real_difference():

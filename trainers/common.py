@@ -189,9 +189,19 @@ class Run:
         """
         keras.utils.set_random_seed(_stage_seed(self.args.seed, stage))
         with self.strategy.scope():
-            classifier = keras_hub.models.TextClassifier.from_preset(
-                str(preset), num_classes=len(LABELS), activation=None
-            )
+            if (pathlib.Path(preset) / "task.json").is_file():
+                # A saved classifier: passing num_classes would make keras-hub
+                # skip its task weights and start a new, random head.
+                classifier = keras_hub.models.TextClassifier.from_preset(str(preset))
+                if classifier.num_classes != len(LABELS):
+                    raise ValueError(
+                        f"{preset}: a classifier with {classifier.num_classes} "
+                        f"classes, not {len(LABELS)} ({', '.join(LABELS)})."
+                    )
+            else:  # an encoder preset: a new head on top
+                classifier = keras_hub.models.TextClassifier.from_preset(
+                    str(preset), num_classes=len(LABELS), activation=None
+                )
             classifier.preprocessor.sequence_length = self.args.sequence_length
             freeze_groups(classifier, self.frozen if frozen is None else frozen)
         return classifier
