@@ -70,8 +70,9 @@ def main(argv=None):
     run = Run(args, method_name(args))
     stage1 = run.english_model()
     final = run.dir / "model"
-    if not run.aux:
+    if not run.aux:  # English only: the English model is the final one
         classifier = run.load_classifier(stage1)
+        run.save_model(classifier, final)
     elif (final / "task.json").is_file():
         classifier = run.load_classifier(final)
     else:
@@ -96,8 +97,6 @@ def main(argv=None):
         steps = run.steps(pairs, args.aux_epochs, args.aux_steps)
         logger.info("stage 2: %s on %s, %d steps", run.method, ",".join(pairs), steps)
         run.finetune("aux", classifier, optimizer, pairs, steps)
-        run.save_model(classifier, final)
-    if not run.aux:
         run.save_model(classifier, final)
     return run.evaluate(classifier)
 
