@@ -129,8 +129,7 @@ class MetaOptimizer(keras.optimizers.Optimizer):
         self.base_optimizer.build(active)
 
     def _phi_initializer(self):
-        n_groups, n_phi = len(self.group_names), 1 if self.mode == "shared" else None
-        n_phi = n_phi or n_groups
+        n_phi = 1 if self.mode == "shared" else len(self.group_names)
         value = self.initial_phi
         if self.initial_rates is not None:
             value = {g: _logit(r) for g, r in self.initial_rates.items()}

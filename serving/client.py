@@ -11,6 +11,8 @@ import logging
 import os
 import sys
 
+from serving.log_level import add_log_level_flag
+
 LABELS = ("entailment", "neutral", "contradiction")
 
 
@@ -69,12 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="host name to check the server certificate against, when it differs "
         "from the --server host",
     )
-    parser.add_argument(
-        "--log-level",
-        default="WARNING",
-        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-        help="logging level (default: %(default)s)",
-    )
+    add_log_level_flag(parser, default="WARNING")
     return parser
 
 

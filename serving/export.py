@@ -9,6 +9,8 @@ import logging
 import os
 import sys
 
+from serving.log_level import add_log_level_flag
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -52,12 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="largest allowed absolute difference between reloaded and in-memory "
         "probabilities (default: %(default)g)",
     )
-    parser.add_argument(
-        "--log-level",
-        default="INFO",
-        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-        help="logging level (default: %(default)s)",
-    )
+    add_log_level_flag(parser)
     return parser
 
 

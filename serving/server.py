@@ -14,6 +14,8 @@ import signal
 import sys
 import threading
 
+from serving.log_level import add_log_level_flag
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -149,12 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="queue limit, in batches, before UNAVAILABLE (default: 100)",
     )
-    parser.add_argument(
-        "--log-level",
-        default="INFO",
-        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-        help="logging level (default: %(default)s)",
-    )
+    add_log_level_flag(parser)
     return parser
 
 

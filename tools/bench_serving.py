@@ -33,6 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+from serving.log_level import add_log_level_flag  # noqa: E402
 from tools.encoder_shapes import E5_SMALL  # noqa: E402
 
 log = logging.getLogger("bench_serving")
@@ -139,12 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
         "afterwards)",
     )
     parser.add_argument("--json", help="also write the figures to this JSON file")
-    parser.add_argument(
-        "--log-level",
-        default="INFO",
-        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-        help="logging level (default: %(default)s)",
-    )
+    add_log_level_flag(parser)
     return parser
 
 
