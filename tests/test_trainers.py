@@ -210,6 +210,48 @@ def test_english_only_evaluates_the_saved_english_model_with_its_head(
         np.testing.assert_array_equal(a, b)
 
 
+class _LengthClassifier:
+    """Predicts (real length + first word id) % 3: every example's own answer."""
+
+    def __init__(self, preprocessor):
+        self.preprocessor = preprocessor
+
+    def __call__(self, x, training=False):
+        length = tf.reduce_sum(tf.cast(x["padding_mask"], tf.int32), axis=1)
+        return tf.one_hot((length + x["token_ids"][:, 1]) % 3, 3)
+
+
+def test_evaluate_batches_by_length_and_reports_in_file_order(workspace, tmp_path):
+    # evaluate() sorts examples by length before batching; its per-example
+    # results must still be in file order, with no real token cut.
+    root, data_dir, preset = workspace
+    rng = np.random.default_rng(3)
+    words = WORDS["en"].split()
+    rows = [
+        (
+            " ".join(rng.choice(words, rng.integers(1, 14))),
+            " ".join(rng.choice(words, rng.integers(1, 8))),
+            LABELS[rng.integers(3)],
+        )
+        for _ in range(70)
+    ]
+    _write(tmp_path / "dev.en.tsv", rows)
+    pairs = load_pairs(tmp_path, "dev", "en")
+    pre = keras_hub.models.TextClassifierPreprocessor.from_preset(
+        str(preset), sequence_length=32
+    )
+    expected = []
+    for premise, hypothesis, label in rows:
+        x = pre(x=(tf.constant([premise]), tf.constant([hypothesis])))
+        length = int(np.sum(x["padding_mask"]))
+        predicted = (length + int(x["token_ids"][0, 1])) % 3
+        expected.append(int(predicted == LABELS.index(label)))
+    assert 0 < sum(expected) < len(expected)  # else the check below is vacuous
+    result = evaluate(_LengthClassifier(pre), {"en": pairs}, batch_size=16)["en"]
+    assert result["correct"] == expected
+    assert result["accuracy"] == pytest.approx(np.mean(expected))
+
+
 def test_paired_bootstrap_detects_a_real_difference():
     rng = np.random.default_rng(0)
     b = (rng.random(2000) < 0.6).astype(int)
