@@ -16,6 +16,7 @@ import tensorflow as tf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from keras_metaopt.data import load_pairs
+from tools import probe_horizon
 from tools.make_tiny_preset import make_tiny_preset
 from trainers import evaluate as evaluate_cli
 from trainers import finetune, meta
@@ -250,6 +251,19 @@ def test_evaluate_batches_by_length_and_reports_in_file_order(workspace, tmp_pat
     result = evaluate(_LengthClassifier(pre), {"en": pairs}, batch_size=16)["en"]
     assert result["correct"] == expected
     assert result["accuracy"] == pytest.approx(np.mean(expected))
+
+
+def test_probe_horizon_resets_to_the_english_model_for_every_rate(workspace, meta_run):
+    root, data_dir, preset = workspace
+    out = root / "probe"
+    args = _common(data_dir, preset, out, "--init-from", str(meta_run[0]))
+    args += ["--learning-rate", "1e-3", "--rates", "1,0", "--horizons", "2,4"]
+    table = probe_horizon.main(args + ["--heldout", "ur", "--heldout-examples", "16"])
+    start = json.loads((out / "probe.json").read_text())["loss_at_theta_en"]
+    # λ = 1 runs first: λ = 0 must start again from θ_En and stay there.
+    assert table[0.0] == pytest.approx({2: start, 4: start}, abs=1e-6)
+    assert abs(table[1.0][4] - start) > 1e-4  # λ = 1 trains
+    assert "| 4 |" in (out / "probe.md").read_text()
 
 
 def test_paired_bootstrap_detects_a_real_difference():
