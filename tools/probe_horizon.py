@@ -105,8 +105,10 @@ def main(argv=None):
     table = {}
     for rate in rates:
         for variable, value in zip(classifier.variables, theta_en):
-            variable.assign(value)  # θ_En and the same dropout stream
-        keras.utils.set_random_seed(args.seed)
+            # θ_En and the dropout seed states (in `variables`): every λ sees
+            # the same dropout masks. No `set_random_seed` here: it clears TF's
+            # kernel cache, which frees the e5 tokenizer's SentencePiece resource.
+            variable.assign(value)
         optimizer = MetaOptimizer(
             keras.optimizers.Adam(args.learning_rate),
             groups,
