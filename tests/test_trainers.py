@@ -16,7 +16,7 @@ import tensorflow as tf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from keras_metaopt.data import load_pairs
-from tools import probe_horizon
+from tools import probe_horizon, probe_metagrad
 from tools.make_tiny_preset import make_tiny_preset
 from trainers import evaluate as evaluate_cli
 from trainers import finetune, meta
@@ -264,6 +264,43 @@ def test_probe_horizon_resets_to_the_english_model_for_every_rate(workspace, met
     assert table[0.0] == pytest.approx({2: start, 4: start}, abs=1e-6)
     assert abs(table[1.0][4] - start) > 1e-4  # λ = 1 trains
     assert "| 4 |" in (out / "probe.md").read_text()
+
+
+def test_probe_metagrad_first_order_is_exact_for_one_step(workspace, meta_run):
+    # One inner step: Adam's first step does not depend on φ, so the
+    # first-order meta-gradient is the true derivative; the re-run windows
+    # must agree with it up to the O(ε²) error of the central difference.
+    root, data_dir, preset = workspace
+    out = root / "probe-metagrad"
+    args = _common(data_dir, preset, out, "--init-from", str(meta_run[0]))
+    args += ["--learning-rate", "5e-2", "--window", "1", "--epsilon", "1e-2"]
+    report = probe_metagrad.main(args + ["--heldout", "ur", "--phi", "0.5"])
+    assert report["phi0"] == pytest.approx([0.5] * len(report["groups"]))
+    assert report["heldout_batches"] == 3  # 24 pairs, batches of 8
+    assert report["heldout_loss_repeat"] == pytest.approx(
+        report["heldout_loss"], abs=1e-6
+    )
+    for name, check in report["directional"].items():
+        assert abs(check["first_order"]) > 1e-3, name  # not vacuous
+        assert check["finite_difference"] == pytest.approx(
+            check["first_order"], rel=0.03
+        ), name
+    first = report["directional"]["first-order"]["first_order"]
+    assert first == pytest.approx(np.linalg.norm(report["meta_gradient_mean"]))
+    assert "| first-order |" in (out / "probe.md").read_text()
+
+
+def test_probe_metagrad_longer_window_differs_from_first_order(workspace, meta_run):
+    root, data_dir, preset = workspace
+    out = root / "probe-metagrad-long"
+    args = _common(data_dir, preset, out, "--init-from", str(meta_run[0]))
+    args += ["--learning-rate", "1e-2", "--window", "6", "--epsilon", "1e-2"]
+    report = probe_metagrad.main(args + ["--heldout", "ur", "--phi", "random"])
+    assert len(set(np.round(report["phi0"], 6))) == len(report["groups"])
+    check = report["directional"]["uniform"]
+    # Later steps depend on φ through the trajectory: the gap is real.
+    gap = abs(check["finite_difference"] - check["first_order"])
+    assert gap > 0.03 * abs(check["first_order"])
 
 
 def test_paired_bootstrap_detects_a_real_difference():
