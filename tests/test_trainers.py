@@ -447,6 +447,11 @@ def test_killed_run_resumes_to_the_same_rates_and_weights(workspace, meta_run):
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming at meta step" in resumed.stderr
 
+    assert json.loads((out / "results.json").read_text())["resumed"] is True
+    assert (
+        json.loads((root / "uninterrupted" / "results.json").read_text())["resumed"]
+        is False
+    )
     expected = json.loads((root / "uninterrupted" / "rates.json").read_text())["phi"]
     assert json.loads((out / "rates.json").read_text())["phi"] == expected
     for a, b in zip(

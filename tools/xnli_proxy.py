@@ -105,11 +105,17 @@ def table(results_dir, baseline="finetune"):
         p_values = {m: p for m, (_, p) in compare(runs, baseline).items()}
     text = results_table(runs, baseline, p_values)
     times = {}
-    for r in runs:
-        times.setdefault(r["method"], []).append(r["wall_time_s"])
+    for r in runs:  # a resumed run's wall time covers only its last process
+        times.setdefault(r["method"], [])
+        if not r.get("resumed"):
+            times[r["method"]].append(r["wall_time_s"])
     text += (
-        "\nwall time per run (min): "
-        + ", ".join(f"{m} {sum(t) / len(t) / 60:.1f}" for m, t in times.items())
+        "\nwall time per run (min, mean over the runs not resumed after an "
+        "interruption): "
+        + ", ".join(
+            f"{m} {sum(t) / len(t) / 60:.1f} ({len(t)})" if t else f"{m} n/a"
+            for m, t in times.items()
+        )
         + "\n"
     )
     return text

@@ -164,6 +164,10 @@ class Run:
         if worker is not None:
             self.dir = self.dir / f".worker-{worker}"
         self.dir.mkdir(parents=True, exist_ok=True)
+        # Work left by an earlier process: this run's wall time is partial.
+        self.resumed = any(self.dir.glob("checkpoints/*/checkpoint")) or any(
+            (self.dir / x).exists() for x in ("stage1", "rates.json", "model")
+        )
         self.aux = [x for x in args.aux.split(",") if x]
         self.frozen = tuple(x for x in args.freeze.split(",") if x)
         self.writer = tf.summary.create_file_writer(str(self.dir / "tb"))
@@ -358,6 +362,7 @@ class Run:
             "targets": [x for x in languages if x not in ("en", *self.aux)],
             "correct": {lang: r["correct"] for lang, r in results.items()},
             "wall_time_s": round(time.time() - self.started, 1),
+            "resumed": self.resumed,  # wall_time_s covers only this process
         }
         payload["avg_target"] = _mean(payload["accuracy"], payload["targets"])
         payload["avg_all"] = _mean(payload["accuracy"], languages)

@@ -1,0 +1,106 @@
+"""The xnli-proxy driver: its plan, its skipping of finished runs, its table."""
+
+import json
+
+import numpy as np
+import pytest
+
+from tools import xnli_proxy
+
+
+def test_plan_is_seed_major_with_the_english_model_first():
+    runs = xnli_proxy.plan(3, 2, None)
+    assert runs[0] == ("english-only", 0)
+    assert runs[1:8] == [
+        (m, 0)
+        for m in (
+            "finetune",
+            "meta",
+            "freeze-bottom-3",
+            "freeze-bottom-6",
+            "layer-decay-0.9",
+            "meta-shared",
+            "meta-joint",
+        )
+    ]
+    assert runs[16:] == [("english-only", 2), ("finetune", 2), ("meta", 2)]
+    assert len(runs) == 3 + 3 * 2 + 5 * 2
+    assert xnli_proxy.plan(3, 2, {"meta-joint"}) == [
+        ("english-only", 0),
+        ("meta-joint", 0),
+        ("english-only", 1),
+        ("meta-joint", 1),
+        ("english-only", 2),
+    ]
+
+
+def test_commands_share_the_seed_english_model(tmp_path):
+    args = type(
+        "Args",
+        (),
+        {"work_dir": str(tmp_path), "preset": "P", "data_dir": "D"},
+    )
+    cmd, out = xnli_proxy.command("meta-shared", 1, args, xnli_proxy.BUDGET)
+    assert out == tmp_path / "meta-shared-seed1"
+    assert cmd[1:3] == ["-m", "trainers.meta"]
+    assert cmd[cmd.index("--init-from") + 1] == str(tmp_path / "english-only-seed1")
+    assert cmd[cmd.index("--rates") + 1] == "shared"
+    assert cmd[cmd.index("--seed") + 1] == "1"
+    cmd, _ = xnli_proxy.command("english-only", 1, args, xnli_proxy.BUDGET)
+    assert cmd[-2:] == ["--aux", ""] and "--init-from" not in cmd
+
+
+def _result(method, seed, correct, wall, resumed=False):
+    rng = np.random.default_rng(seed)
+    targets = ["ar", "sw"]
+    hits = {x: (rng.random(200) < correct).astype(int).tolist() for x in targets}
+    accuracy = {x: float(np.mean(v)) for x, v in hits.items()}
+    return {
+        "method": method,
+        "seed": seed,
+        "accuracy": accuracy,
+        "targets": targets,
+        "correct": hits,
+        "avg_target": float(np.mean(list(accuracy.values()))),
+        "avg_all": float(np.mean(list(accuracy.values()))),
+        "wall_time_s": wall,
+        "resumed": resumed,
+    }
+
+
+@pytest.fixture
+def results_dir(tmp_path):
+    runs = [
+        _result("finetune", 0, 0.6, 600),
+        _result("finetune", 1, 0.6, 720),
+        _result("meta", 0, 0.6, 1200),
+        _result("meta", 1, 0.6, 60, resumed=True),
+        _result("freeze-bottom-3", 0, 0.6, 30, resumed=True),
+    ]
+    for r in runs:
+        d = tmp_path / f"{r['method']}-seed{r['seed']}"
+        d.mkdir()
+        (d / "results.json").write_text(json.dumps(r))
+    return tmp_path
+
+
+def test_table_leaves_resumed_runs_out_of_the_wall_time(results_dir):
+    text = xnli_proxy.table(results_dir)
+    assert "| finetune | 2 |" in text and "| meta | 2 |" in text
+    assert "finetune 11.0 (2), meta 20.0 (1), freeze-bottom-3 n/a" in text
+
+
+def test_driver_skips_runs_with_results(results_dir, tmp_path, caplog):
+    caplog.set_level("INFO")
+    argv = ["--results-dir", str(results_dir), "--work-dir", str(tmp_path / "w")]
+    argv += ["--dry-run", "--only", "finetune,freeze-bottom-3"]
+    assert xnli_proxy.main(argv) == 0
+    planned = [r.getMessage().split(": ")[0] for r in caplog.records]
+    # finetune 0/1 and freeze-bottom-3 0 have results; english-only never does.
+    assert planned == [
+        "english-only seed 0",
+        "english-only seed 1",
+        "freeze-bottom-3 seed 1",
+        "english-only seed 2",
+        "finetune seed 2",
+    ]
