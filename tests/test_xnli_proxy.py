@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from tools import xnli_proxy
+from trainers.evaluate import compare
 
 
 def test_plan_is_seed_major_with_the_english_model_first():
@@ -104,3 +105,17 @@ def test_driver_skips_runs_with_results(results_dir, tmp_path, caplog):
         "english-only seed 2",
         "finetune seed 2",
     ]
+
+
+def test_compare_pairs_a_method_with_the_baseline_runs_of_its_seeds():
+    base0 = _result("finetune", 0, 0.5, 1)
+    base1 = _result("finetune", 1, 0.9, 1)
+    same_as_seed0 = dict(base0, method="freeze-bottom-3")
+    tests = compare([base0, base1, same_as_seed0], "finetune", samples=200)
+    assert tests["freeze-bottom-3"] == (0.0, 1.0)  # against seed 0 only
+    other = dict(base0, method="layer-decay-0.9", seed=7)  # no shared seed
+    delta, _ = compare([base0, base1, other], "finetune", samples=200)[
+        "layer-decay-0.9"
+    ]
+    expected = base0["avg_target"] - (base0["avg_target"] + base1["avg_target"]) / 2
+    assert delta == pytest.approx(expected)

@@ -60,7 +60,12 @@ def load_results(run_dirs):
 
 
 def compare(runs, baseline, samples=10_000, seed=0):
-    """`{method: (delta, p)}` of each method against `baseline` on target languages."""
+    """`{method: (delta, p)}` of each method against `baseline` on target languages.
+
+    Seeds are paired: a method is compared with the baseline's runs of the
+    seeds it has (same English model), or with all of them if none match.
+    Per-example correctness is averaged over those seeds before resampling.
+    """
     by_method = {}
     for run in runs:
         by_method.setdefault(run["method"], []).append(run)
@@ -75,9 +80,13 @@ def compare(runs, baseline, samples=10_000, seed=0):
             [np.concatenate([r["correct"][x] for x in targets]) for r in group], axis=0
         )
 
-    base = scores(by_method[baseline])
+    def base(group):
+        seeds = {r["seed"] for r in group}
+        paired = [r for r in by_method[baseline] if r["seed"] in seeds]
+        return scores(paired or by_method[baseline])
+
     return {
-        method: paired_bootstrap(scores(group), base, samples, seed)
+        method: paired_bootstrap(scores(group), base(group), samples, seed)
         for method, group in by_method.items()
         if method != baseline
     }
