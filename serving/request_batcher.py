@@ -13,6 +13,7 @@ log = logging.getLogger(__name__)
 
 
 class _Item:
+    # promoted: the request's thread holds a batch slot (it leads).
     __slots__ = ("inputs", "rows", "result", "error", "done", "promoted")
 
     def __init__(self, inputs, rows):
@@ -87,6 +88,8 @@ class RequestBatcher:
                 lead = self._running < self.num_batch_threads
                 if lead:
                     self._running += 1
+                    # Holds a slot already: never to be handed another one.
+                    item.promoted = True
                 while not lead:
                     if item.promoted:  # handed a batch slot: must lead to free it
                         lead = True

@@ -183,3 +183,40 @@ def test_stress_no_request_is_lost_and_no_slot_leaks(threads):
         for i, x in enumerate(payloads):
             np.testing.assert_array_equal(results[i]["y"], x + 1)
     close_within(batcher)
+
+
+def test_a_leader_waiting_for_its_batch_to_fill_is_not_handed_a_second_slot():
+    # Request A leads and blocks in the model; B takes the second slot and,
+    # while it waits for its batch to fill, is still queued. When A finishes
+    # it must not pick B (a leader) as the heir of its slot: B would hold two
+    # slots, free one, and close() would wait forever for the other.
+    release, started = threading.Event(), threading.Event()
+
+    def model(inputs):
+        if inputs["x"][0] == 0:
+            started.set()
+            release.wait(10)
+        return {"y": inputs["x"] * 2}
+
+    batcher = RequestBatcher(
+        model, max_batch_size=4, batch_timeout_micros=1_000_000, num_batch_threads=2
+    )
+    results = {}
+
+    def submit(i):
+        results[i] = batcher.submit({"x": np.array([i])})["y"].tolist()
+
+    a = threading.Thread(target=submit, args=(0,))
+    a.start()
+    assert started.wait(10)
+    b = threading.Thread(target=submit, args=(1,))
+    b.start()
+    deadline = time.monotonic() + 10
+    while not batcher._pending and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert batcher._pending, "B never queued"
+    release.set()  # A finishes while B is queued and filling its batch
+    for thread in (a, b):
+        thread.join(10)
+    assert results == {0: [0], 1: [2]}
+    close_within(batcher, seconds=5)
