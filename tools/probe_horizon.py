@@ -69,13 +69,14 @@ def heldout_loss(classifier, batches):
     return total / count
 
 
-def main(argv=None):
-    args = parse_args(build_parser(), argv)
-    if not args.init_from:
-        raise SystemExit("--init-from (a run with a stage-1 English model) is needed.")
-    run = Run(args, "probe-horizon")
-    rates = [float(x) for x in args.rates.split(",")]
-    horizons = sorted(int(x) for x in args.horizons.split(","))
+def load_probe(run):
+    """The English model, the training sources and the fixed held-out batches.
+
+    Returns `(classifier, train_langs, batches, n)`: `train_langs` maps every
+    source language but `--heldout` to its pairs; `batches` are the first
+    `n = --heldout-examples` held-out pairs.
+    """
+    args = run.args
     sources = {"en": run.pairs(args.en_split, "en")}
     sources.update(run.aux_pairs())
     if args.heldout not in sources:
@@ -87,6 +88,17 @@ def main(argv=None):
     batches = list(
         data.make_dataset(heldout[:n], classifier.preprocessor, args.batch_size)
     )
+    return classifier, train_langs, batches, n
+
+
+def main(argv=None):
+    args = parse_args(build_parser(), argv)
+    if not args.init_from:
+        raise SystemExit("--init-from (a run with a stage-1 English model) is needed.")
+    run = Run(args, "probe-horizon")
+    rates = [float(x) for x in args.rates.split(",")]
+    horizons = sorted(int(x) for x in args.horizons.split(","))
+    classifier, train_langs, batches, n = load_probe(run)
     theta_en = [v.numpy() for v in classifier.variables]
     groups = LayerGroups(frozen=run.frozen)
     names = sorted(

@@ -35,7 +35,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_metaopt import LayerGroups, MetaOptimizer, TrainStep, data
+from keras_metaopt import LayerGroups, MetaOptimizer, TrainStep
+from tools.probe_horizon import heldout_loss, load_probe
 from trainers.common import Run, add_common_flags, parse_args
 
 logger = logging.getLogger("keras_metaopt.tools.probe_metagrad")
@@ -69,8 +70,8 @@ def build_parser():
     return parser
 
 
-def heldout_loss_and_grads(classifier, batches, grads=True):
-    """Per-batch (size, mean cross-entropy, gradients or None), inference mode."""
+def heldout_grads(classifier, batches):
+    """Per-batch (size, mean cross-entropy, gradients), inference mode."""
     variables = classifier.trainable_variables
     out = []
     for features, labels in batches:
@@ -81,8 +82,7 @@ def heldout_loss_and_grads(classifier, batches, grads=True):
                     labels, logits, from_logits=True
                 )
             )
-        grad = tape.gradient(loss, variables) if grads else None
-        out.append((int(labels.shape[0]), float(loss), grad))
+        out.append((int(labels.shape[0]), float(loss), tape.gradient(loss, variables)))
     return out
 
 
@@ -102,17 +102,7 @@ def main(argv=None):
     if args.window < 1 or args.epsilon <= 0:
         raise SystemExit("--window must be >= 1 and --epsilon > 0.")
     run = Run(args, "probe-metagrad")
-    sources = {"en": run.pairs(args.en_split, "en")}
-    sources.update(run.aux_pairs())
-    if args.heldout not in sources:
-        raise SystemExit(f"--heldout {args.heldout}: not a source ({sorted(sources)}).")
-    train_langs = {x: p for x, p in sources.items() if x != args.heldout}
-    classifier = run.load_classifier(run.stage1_preset(), stage="probe")
-    heldout = sources[args.heldout]
-    n = min(args.heldout_examples, len(heldout))
-    batches = list(
-        data.make_dataset(heldout[:n], classifier.preprocessor, args.batch_size)
-    )
+    classifier, train_langs, batches, n = load_probe(run)
     # θ_En and the dropout seed states: every trajectory sees the same masks.
     theta_en = [v.numpy() for v in classifier.variables]
     with run.strategy.scope():
@@ -126,8 +116,8 @@ def main(argv=None):
     phi0 = optimizer.phi.numpy().copy()
     train = TrainStep(classifier, optimizer, args.window, run.strategy)
 
-    def trajectory(phi, grads=False):
-        """Held-out results after L steps from θ_En at φ (no φ update)."""
+    def trajectory(phi):
+        """Trains L steps from θ_En at φ (no φ update); returns the train loss."""
         for variable, value in zip(classifier.variables, theta_en):
             variable.assign(value)
         optimizer.reset_base_state()
@@ -137,11 +127,7 @@ def main(argv=None):
                 train_langs, classifier.preprocessor, args.seed, sampling="uniform"
             )
         )
-        train_loss = float(train(stream))
-        return train_loss, heldout_loss_and_grads(classifier, batches, grads)
-
-    def mean_loss(results):
-        return sum(size * loss for size, loss, _ in results) / n
+        return float(train(stream))
 
     logger.info(
         "held out %s (%d pairs in %d batches), training on %s for L = %d steps",
@@ -151,8 +137,9 @@ def main(argv=None):
         ",".join(sorted(train_langs)),
         args.window,
     )
-    train_loss, results = trajectory(phi0, grads=True)
-    loss0 = mean_loss(results)
+    train_loss = trajectory(phi0)
+    results = heldout_grads(classifier, batches)
+    loss0 = sum(size * loss for size, loss, _ in results) / n
     variables = classifier.trainable_variables
     per_batch = np.stack(
         [optimizer.meta_gradient(grads, variables).numpy() for _, _, grads in results]
@@ -168,8 +155,10 @@ def main(argv=None):
     }
     checks = {}
     for name, u in directions.items():
-        plus = mean_loss(trajectory(phi0 + args.epsilon * u)[1])
-        minus = mean_loss(trajectory(phi0 - args.epsilon * u)[1])
+        trajectory(phi0 + args.epsilon * u)
+        plus = heldout_loss(classifier, batches)
+        trajectory(phi0 - args.epsilon * u)
+        minus = heldout_loss(classifier, batches)
         checks[name] = {
             "loss_plus": plus,
             "loss_minus": minus,
@@ -177,7 +166,8 @@ def main(argv=None):
             "first_order": float(g @ u),
         }
         logger.info("direction %s: %s", name, checks[name])
-    repeat = mean_loss(trajectory(phi0)[1])
+    trajectory(phi0)
+    repeat = heldout_loss(classifier, batches)
 
     report = {
         "heldout": args.heldout,
