@@ -12,7 +12,7 @@ from trainers.evaluate import compare
 def test_plan_is_seed_major_with_the_english_model_first():
     runs = xnli_proxy.plan(3, 2, None)
     assert runs[0] == ("english-only", 0)
-    assert runs[1:8] == [
+    assert runs[1:10] == [
         (m, 0)
         for m in (
             "finetune",
@@ -22,10 +22,18 @@ def test_plan_is_seed_major_with_the_english_model_first():
             "layer-decay-0.9",
             "meta-shared",
             "meta-joint",
+            "finetune-lr3e-05",
+            "finetune-lr5e-05",
         )
     ]
-    assert runs[16:] == [("english-only", 2), ("finetune", 2), ("meta", 2)]
-    assert len(runs) == 3 + 3 * 2 + 5 * 2
+    assert runs[20:] == [
+        ("english-only", 2),
+        ("finetune", 2),
+        ("meta", 2),
+        ("finetune-lr3e-05", 2),
+        ("finetune-lr5e-05", 2),
+    ]
+    assert len(runs) == 3 + 4 * 3 + 5 * 2
     assert xnli_proxy.plan(3, 2, {"meta-joint"}) == [
         ("english-only", 0),
         ("meta-joint", 0),
@@ -119,3 +127,32 @@ def test_compare_pairs_a_method_with_the_baseline_runs_of_its_seeds():
     ]
     expected = base0["avg_target"] - (base0["avg_target"] + base1["avg_target"]) / 2
     assert delta == pytest.approx(expected)
+
+
+def test_a_missing_english_model_is_retrained_only_when_needed(tmp_path):
+    args = type(
+        "Args",
+        (),
+        {"work_dir": str(tmp_path / "work"), "results_dir": str(tmp_path / "res")},
+    )
+    runs = [("english-only", 0), ("finetune-lr5e-05", 0), ("english-only", 1)]
+    (tmp_path / "res" / "english-only-seed0").mkdir(parents=True)
+    assert xnli_proxy._needs_stage1(0, runs, args)  # finetune-lr5e-05 still to run
+    assert not xnli_proxy._needs_stage1(1, runs, args)  # nothing else of seed 1
+    (tmp_path / "res" / "finetune-lr5e-05-seed0").mkdir()
+    (tmp_path / "res" / "finetune-lr5e-05-seed0" / "results.json").write_text("{}")
+    assert not xnli_proxy._needs_stage1(0, runs, args)  # all of seed 0 is done
+    (tmp_path / "res" / "finetune-lr5e-05-seed0" / "results.json").unlink()
+    stage1 = tmp_path / "work" / "english-only-seed0" / "stage1"
+    stage1.mkdir(parents=True)
+    (stage1 / "task.json").write_text("{}")
+    assert not xnli_proxy._needs_stage1(0, runs, args)  # the model is there
+
+
+def test_reproduction_check_compares_every_example(tmp_path):
+    for name, hits in (("new", [1, 0, 1]), ("old", [1, 0, 1]), ("other", [1, 1, 1])):
+        (tmp_path / name).mkdir()
+        payload = {"correct": {"ar": hits, "en": [0, 1]}}
+        (tmp_path / name / "results.json").write_text(json.dumps(payload))
+    assert xnli_proxy._check_reproduced(tmp_path / "new", tmp_path / "old")
+    assert not xnli_proxy._check_reproduced(tmp_path / "other", tmp_path / "old")

@@ -21,6 +21,7 @@ from keras_metaopt import LayerGroups, TrainStep, data
 logger = logging.getLogger("keras_metaopt.trainers")
 
 LABELS = list(data.LABEL_NAMES)
+DEFAULT_LEARNING_RATE = 2e-5  # the paper's
 
 
 def add_common_flags(parser):
@@ -105,8 +106,9 @@ def add_common_flags(parser):
     g.add_argument(
         "--learning-rate",
         type=float,
-        default=2e-5,
-        help="Base Adam learning rate (paper: 2e-5).",
+        default=DEFAULT_LEARNING_RATE,
+        help="Base Adam learning rate (paper: 2e-5). Methods trained with another "
+        "rate are named with a suffix, e.g. finetune-lr5e-05.",
     )
     g.add_argument(
         "--en-epochs", type=float, default=2.0, help="Epochs of the English stage."
@@ -389,6 +391,13 @@ class Run:
         tmp = self.dir / f"{name}.tmp"
         tmp.write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
         os.replace(tmp, self.dir / name)
+
+
+def learning_rate_suffix(args):
+    """`-lr{rate}` when the base learning rate is not the paper's, else ``."""
+    if args.learning_rate == DEFAULT_LEARNING_RATE:
+        return ""
+    return f"-lr{args.learning_rate:g}"
 
 
 def freeze_groups(classifier, frozen):

@@ -18,7 +18,13 @@ import sys
 import keras
 
 from keras_metaopt import LayerGroups, MetaOptimizer
-from trainers.common import Run, add_common_flags, logger, parse_args
+from trainers.common import (
+    Run,
+    add_common_flags,
+    learning_rate_suffix,
+    logger,
+    parse_args,
+)
 
 
 def build_parser():
@@ -47,12 +53,14 @@ def build_parser():
 
 def method_name(args):
     if not [x for x in args.aux.split(",") if x]:
-        return "english-only"
+        return "english-only" + learning_rate_suffix(args)
     if args.freeze_bottom:
-        return f"freeze-bottom-{args.freeze_bottom}"
-    if args.layer_decay is not None:
-        return f"layer-decay-{args.layer_decay:g}"
-    return "finetune"
+        name = f"freeze-bottom-{args.freeze_bottom}"
+    elif args.layer_decay is not None:
+        name = f"layer-decay-{args.layer_decay:g}"
+    else:
+        name = "finetune"
+    return name + learning_rate_suffix(args)
 
 
 def layer_decay_rates(group_names, decay):

@@ -22,7 +22,13 @@ import numpy as np
 import tensorflow as tf
 
 from keras_metaopt import LayerGroups, MetaOptimizer, MetaStep
-from trainers.common import Run, add_common_flags, logger, parse_args
+from trainers.common import (
+    Run,
+    add_common_flags,
+    learning_rate_suffix,
+    logger,
+    parse_args,
+)
 
 
 def build_parser():
@@ -74,7 +80,7 @@ def method_name(args):
         name += "-shared"
     if args.meta == "joint":
         name += "-joint"
-    return name
+    return name + learning_rate_suffix(args)
 
 
 def meta_train(run, classifier, sources):
