@@ -1,32 +1,36 @@
 """A Keras optimizer that scales each layer group's update by a learned rate."""
 
 import json
-import math
 
 import keras
 import tensorflow as tf
 from keras import ops
 
+from keras_metaopt import rate_param
+from keras_metaopt.exact_meta_gradient import adam_step, check_base_optimizer
 from keras_metaopt.layer_groups import LayerGroups
 
 MODES = ("layerwise", "shared", "fixed")
+META_GRADIENTS = ("first_order", "exact")
+# v1 files without "rates_param" were written with the sigmoid (rates in [0, 1]).
 RATES_FORMAT = "keras_metaopt.rates.v1"
 
 
 @keras.saving.register_keras_serializable(package="keras_metaopt")
 class MetaOptimizer(keras.optimizers.Optimizer):
-    """Wraps a base optimizer and scales each layer group's step by sigmoid(φ).
+    """Wraps a base optimizer and scales each layer group's step by λ(φ).
 
     Each trained variable `θ` of layer group `g` is updated as
     `θ ← θ − λ_g · Δθ_base`, where `Δθ_base` is the step the base optimizer
-    (Adam by default) would take and `λ_g = sigmoid(φ_g)`. `φ` is a variable
+    (Adam by default) would take and `λ_g = λ(φ_g)`: `sigmoid(φ_g)` (the
+    paper's), `2·sigmoid(φ_g)` or `exp(φ_g)` (see `rate_param`). `φ` is a variable
     of this optimizer that the base optimizer never sees; it is learned by
     `apply_meta_gradient` with its own optimizer (Adam, lr 0.05), from the
     held-out gradients at the end of a window of inner steps. During a window
     the optimizer sums `Δθ_base` per variable; the first-order meta-gradient
     (inner-loop gradients treated as constants) is then
 
-        dL_test/dφ_g = −σ′(φ_g) · Σ_{v∈g} ⟨∇_v L_test, Σ_t Δθ_t(v)⟩.
+        dL_test/dφ_g = −λ′(φ_g) · Σ_{v∈g} ⟨∇_v L_test, Σ_t Δθ_t(v)⟩.
 
     Args:
         base_optimizer: The `keras.optimizers.Optimizer` whose steps are
@@ -42,9 +46,24 @@ class MetaOptimizer(keras.optimizers.Optimizer):
         initial_phi: A float, one value per group (list or `{group: φ}`), or a
             Keras initializer (name or object), e.g.
             `keras.initializers.RandomNormal(seed=0)`.
-        initial_rates: Alternatively, `{group: λ}` with λ in [0, 1], e.g. from
-            `MetaOptimizer.load_rates(path)`.
+        initial_rates: Alternatively, `{group: λ}` with λ in the range of
+            `rates_param`, e.g. from `MetaOptimizer.load_rates(path)`.
         phi_optimizer: The optimizer of φ. Defaults to `Adam(0.05)`.
+        rates_param: How λ depends on φ: `"sigmoid"` (λ in (0, 1), the
+            paper's), `"scaled-sigmoid"` (2·sigmoid, λ in (0, 2)) or `"exp"`
+            (λ in (0, 4], φ projected onto φ ≤ log 4 after each φ update).
+            With the last two, φ = 0 is plain fine-tuning (λ = 1).
+        meta_gradient: `"first_order"` (the paper's; inner gradients are
+            constants, computed here from the update sums) or `"exact"`
+            (reverse mode through the whole window, second order: run by
+            `MetaStep`, see `keras_metaopt.exact_meta_gradient`). `"exact"`
+            needs Adam or AdamW as the base optimizer, without clipping.
+        epsilon_inside_root: Adam's denominator as √(v + ε²) instead of
+            Keras's √v + ε, in training and in its derivative (bounded where
+            v ≈ 0). Defaults to True with `meta_gradient="exact"`; False
+            keeps Keras's Adam bit for bit. Only the exact mode accepts True.
+        meta_clipnorm: If set, each meta-gradient dL/dφ (summed over
+            replicas) is clipped to this norm before φ's optimizer sees it.
 
     Example:
 
@@ -68,6 +87,10 @@ class MetaOptimizer(keras.optimizers.Optimizer):
         initial_phi=0.0,
         initial_rates=None,
         phi_optimizer=None,
+        rates_param="sigmoid",
+        meta_gradient="first_order",
+        epsilon_inside_root=None,
+        meta_clipnorm=None,
         name="meta_optimizer",
     ):
         super().__init__(learning_rate=0.0, name=name)
@@ -84,6 +107,25 @@ class MetaOptimizer(keras.optimizers.Optimizer):
                 raise ValueError(
                     f"MetaOptimizer does not support `{attr}` on the base optimizer."
                 )
+        if meta_gradient not in META_GRADIENTS:
+            raise ValueError(
+                f"meta_gradient must be one of {META_GRADIENTS}; got {meta_gradient!r}."
+            )
+        if meta_gradient == "exact":
+            if mode == "fixed":
+                raise ValueError(
+                    "mode='fixed' keeps φ constant: it has no meta-gradient, "
+                    "so meta_gradient='exact' does not apply."
+                )
+            check_base_optimizer(base_optimizer)
+        if epsilon_inside_root is None:
+            epsilon_inside_root = meta_gradient == "exact"
+        elif epsilon_inside_root and meta_gradient != "exact":
+            raise ValueError(
+                "epsilon_inside_root=True is an option of meta_gradient='exact'."
+            )
+        if meta_clipnorm is not None and not meta_clipnorm > 0:
+            raise ValueError(f"meta_clipnorm must be > 0; got {meta_clipnorm!r}.")
         if initial_rates is not None and initial_phi not in (None, 0.0):
             raise ValueError("Give initial_phi or initial_rates, not both.")
         self.base_optimizer = base_optimizer
@@ -92,6 +134,10 @@ class MetaOptimizer(keras.optimizers.Optimizer):
         self.initial_phi = initial_phi
         self.initial_rates = initial_rates
         self.phi_optimizer = phi_optimizer or keras.optimizers.Adam(0.05)
+        self.rates_param = rate_param.check(rates_param)
+        self.meta_gradient_kind = meta_gradient
+        self.epsilon_inside_root = bool(epsilon_inside_root)
+        self.meta_clipnorm = meta_clipnorm
 
     def build(self, var_list):
         """Creates φ, the base optimizer's slots and the update sums.
@@ -110,8 +156,12 @@ class MetaOptimizer(keras.optimizers.Optimizer):
             for v, g in zip(active, groups)
         }
         self._segment_ids = [self._phi_index[self._var_key(v)] for v in active]
+        # φ in the trained variables' precision (float64 models: float64 φ).
         self.phi = self.add_variable(
-            shape=(n_phi,), initializer=self._phi_initializer(), name="phi"
+            shape=(n_phi,),
+            initializer=self._phi_initializer(),
+            dtype=active[0].dtype,
+            name="phi",
         )
         if self.mode != "fixed":
             # Zeroed from replica context after each meta update, hence
@@ -132,7 +182,10 @@ class MetaOptimizer(keras.optimizers.Optimizer):
         n_phi = 1 if self.mode == "shared" else len(self.group_names)
         value = self.initial_phi
         if self.initial_rates is not None:
-            value = {g: _logit(r) for g, r in self.initial_rates.items()}
+            value = {
+                g: rate_param.phi_of_rate(r, self.rates_param)
+                for g, r in self.initial_rates.items()
+            }
         if isinstance(value, dict):
             missing = [g for g in self.group_names if g not in value]
             extra = [g for g in value if g not in self.group_names]
@@ -182,7 +235,7 @@ class MetaOptimizer(keras.optimizers.Optimizer):
 
     def update_step(self, gradient, variable, learning_rate):
         update = self._base_update(gradient, variable, learning_rate)
-        rate = ops.sigmoid(self.phi[self._phi_index[self._var_key(variable)]])
+        rate = self._rate(self.phi[self._phi_index[self._var_key(variable)]])
         self.assign_sub(variable, ops.cast(rate, variable.dtype) * update)
         if self.mode != "fixed":
             self.assign_add(
@@ -192,12 +245,46 @@ class MetaOptimizer(keras.optimizers.Optimizer):
     def _base_update(self, gradient, variable, learning_rate):
         """Returns the base optimizer's step Δθ for `variable`, unapplied.
 
-        The base optimizer's `update_step` runs as usual (its slots are
-        updated), but its writes to `variable` itself are collected instead of
-        applied. Decoupled weight decay is folded in.
+        The base optimizer's slots are updated; decoupled weight decay is
+        folded into Δθ.
         """
-        base, deltas = self.base_optimizer, []
+        base = self.base_optimizer
         start = ops.convert_to_tensor(variable)
+        if self.meta_gradient_kind == "exact":
+            update = self._functional_adam_update(gradient, variable, learning_rate)
+        else:
+            update = self._captured_update(gradient, variable, learning_rate, start)
+        if base.weight_decay is not None and base._use_weight_decay(variable):
+            decay = ops.cast(base.weight_decay, variable.dtype)
+            update = update + start * decay * ops.cast(learning_rate, variable.dtype)
+        return update
+
+    def _functional_adam_update(self, gradient, variable, learning_rate):
+        """Adam's step as `adam_step` computes it: the function the exact
+        meta-gradient differentiates (bit-identical to Keras's `update_step`
+        unless `epsilon_inside_root`)."""
+        base = self.base_optimizer
+        index = base._get_variable_index(variable)
+        m, v = base._momentums[index], base._velocities[index]
+        m_new, v_new, update = adam_step(
+            gradient,
+            ops.convert_to_tensor(m),
+            ops.convert_to_tensor(v),
+            ops.cast(base.iterations + 1, variable.dtype),
+            learning_rate,
+            base.beta_1,
+            base.beta_2,
+            base.epsilon,
+            self.epsilon_inside_root,
+        )
+        base.assign(m, m_new)
+        base.assign(v, v_new)
+        return update
+
+    def _captured_update(self, gradient, variable, learning_rate, start):
+        """Runs the base optimizer's own `update_step`, collecting its writes
+        to `variable` itself instead of applying them."""
+        base, deltas = self.base_optimizer, []
 
         def capture(kind):
             original = getattr(base, kind)
@@ -231,9 +318,6 @@ class MetaOptimizer(keras.optimizers.Optimizer):
         update = deltas[0]
         for delta in deltas[1:]:
             update = update + delta
-        if base.weight_decay is not None and base._use_weight_decay(variable):
-            decay = ops.cast(base.weight_decay, variable.dtype)
-            update = update + start * decay * ops.cast(learning_rate, variable.dtype)
         return update
 
     def meta_gradient(self, grads, variables=None):
@@ -259,8 +343,7 @@ class MetaOptimizer(keras.optimizers.Optimizer):
         contribution = tf.math.unsorted_segment_sum(
             tf.stack(dots), segments, num_segments=self.phi.shape[0]
         )
-        rate = ops.sigmoid(self.phi)
-        return -rate * (1.0 - rate) * contribution
+        return -rate_param.rate_derivative(self.phi, self.rates_param) * contribution
 
     def apply_meta_gradient(self, grads, variables=None):
         """Updates φ from held-out gradients and starts a new window.
@@ -273,9 +356,31 @@ class MetaOptimizer(keras.optimizers.Optimizer):
             The meta-gradient dL/dφ that was applied.
         """
         meta_grad = self.meta_gradient(grads, variables)
-        self.phi_optimizer.apply([meta_grad], [self.phi])
+        self.apply_phi_gradient(meta_grad)
         self.reset_update_sums()
         return meta_grad
+
+    def apply_phi_gradient(self, meta_grad):
+        """One step of φ's optimizer on dL/dφ, then the projection of `exp` rates.
+
+        In replica context `meta_grad` is this replica's share: φ's optimizer
+        sums the shares (clipping, if set, acts on the sum).
+        """
+        if self.meta_clipnorm is not None:
+            replicas = tf.distribute.get_strategy().num_replicas_in_sync
+            context = tf.distribute.get_replica_context()
+            total = meta_grad
+            if context is not None and replicas > 1:
+                total = context.all_reduce("SUM", meta_grad)
+            total = tf.clip_by_norm(total, ops.cast(self.meta_clipnorm, total.dtype))
+            meta_grad = total / replicas
+        self.phi_optimizer.apply([meta_grad], [self.phi])
+        top = rate_param.max_phi(self.rates_param)
+        if top is not None:
+            self.phi.assign(ops.minimum(self.phi, ops.cast(top, self.phi.dtype)))
+
+    def _rate(self, phi):
+        return rate_param.rate(phi, self.rates_param)
 
     def reset_update_sums(self):
         """Zeroes Σ Δθ_base (start of a new window of inner steps)."""
@@ -308,7 +413,7 @@ class MetaOptimizer(keras.optimizers.Optimizer):
         """Returns `{group: λ}` as Python floats (the optimizer must be built)."""
         if not self.built:
             raise ValueError("The optimizer is not built yet: call build() first.")
-        lam = ops.convert_to_numpy(ops.sigmoid(self.phi)).tolist()
+        lam = ops.convert_to_numpy(self._rate(self.phi)).tolist()
         if self.mode == "shared":
             return {g: lam[0] for g in self.group_names}
         return dict(zip(self.group_names, lam))
@@ -321,6 +426,7 @@ class MetaOptimizer(keras.optimizers.Optimizer):
         payload = {
             "format": RATES_FORMAT,
             "mode": self.mode,
+            "rates_param": self.rates_param,
             "rates": self.rates(),
             "phi": dict(zip(self.group_names, phi)),
         }
@@ -345,10 +451,18 @@ class MetaOptimizer(keras.optimizers.Optimizer):
             raise ValueError(
                 f"{path}: 'rates' must be a non-empty {{group: rate}} map."
             )
+        param = payload.get("rates_param", "sigmoid")
+        if param not in rate_param.RATE_PARAMS:
+            raise ValueError(
+                f"{path}: unknown rates_param {param!r}; expected one of "
+                f"{rate_param.RATE_PARAMS}."
+            )
+        top = rate_param.MAX_RATE[param]
         for group, rate in rates.items():
-            if not isinstance(rate, (int, float)) or not 0.0 <= rate <= 1.0:
+            if not isinstance(rate, (int, float)) or not 0.0 <= rate <= top:
                 raise ValueError(
-                    f"{path}: rate of '{group}' must be in [0, 1]; got {rate!r}."
+                    f"{path}: rate of '{group}' must be in [0, {top:g}] "
+                    f"(rates_param '{param}'); got {rate!r}."
                 )
         return {g: float(r) for g, r in rates.items()}
 
@@ -383,6 +497,10 @@ class MetaOptimizer(keras.optimizers.Optimizer):
             "initial_phi": initial_phi,
             "initial_rates": self.initial_rates,
             "phi_optimizer": keras.saving.serialize_keras_object(self.phi_optimizer),
+            "rates_param": self.rates_param,
+            "meta_gradient": self.meta_gradient_kind,
+            "epsilon_inside_root": self.epsilon_inside_root,
+            "meta_clipnorm": self.meta_clipnorm,
         }
 
     @classmethod
@@ -399,11 +517,3 @@ class MetaOptimizer(keras.optimizers.Optimizer):
                 config["initial_phi"], custom_objects=custom_objects
             )
         return cls(**config)
-
-
-def _logit(rate):
-    if rate <= 0.0:
-        return -math.inf
-    if rate >= 1.0:
-        return math.inf
-    return math.log(rate / (1.0 - rate))

@@ -2,6 +2,7 @@
 
 import tensorflow as tf
 
+from keras_metaopt.exact_meta_gradient import ExactMetaGradient
 from keras_metaopt.train_step import TrainStep
 
 
@@ -11,8 +12,10 @@ class MetaStep:
     A call runs `steps_per_meta_update` (L) training steps of `model` with
     `optimizer` (a `MetaOptimizer`) on batches from `train_iterator`, then one
     held-out forward/backward on a batch from `heldout_iterator` and the φ
-    update from its first-order meta-gradient. With `heldout_iterator=None`
-    (the "joint" ablation) that batch is the next *training* batch instead.
+    update from its meta-gradient: first-order by default, or exact (reverse
+    mode through the L steps) when the optimizer has `meta_gradient="exact"`.
+    With `heldout_iterator=None` (the "joint" ablation) that batch is the next
+    *training* batch instead.
 
     Losses are averaged with `tf.nn.compute_average_loss`, so the step runs
     unchanged under `tf.distribute` strategies: create the model and the
@@ -23,6 +26,9 @@ class MetaStep:
         optimizer: A built or unbuilt `MetaOptimizer`.
         steps_per_meta_update: L, the inner steps per φ update (paper: 15).
         strategy: A `tf.distribute.Strategy`; defaults to the current one.
+        state_every: Exact meta-gradient only: keep every k-th inner state
+            and recompute the others in the backward sweep (default 1: keep
+            all L + 1; memory ~ ⌈L/k⌉ + k states).
 
     Example:
 
@@ -31,23 +37,59 @@ class MetaStep:
     >>> losses["heldout_loss"]
     """
 
-    def __init__(self, model, optimizer, steps_per_meta_update=15, strategy=None):
+    def __init__(
+        self,
+        model,
+        optimizer,
+        steps_per_meta_update=15,
+        strategy=None,
+        state_every=None,
+    ):
         if steps_per_meta_update < 1:
             raise ValueError(
                 f"steps_per_meta_update must be >= 1; got {steps_per_meta_update}."
             )
+        self.exact = getattr(optimizer, "meta_gradient_kind", None) == "exact"
+        if state_every is not None and not self.exact:
+            raise ValueError(
+                "state_every is an option of the exact meta-gradient: build the "
+                "MetaOptimizer with meta_gradient='exact'."
+            )
+        state_every = 1 if state_every is None else state_every
+        if not 1 <= state_every <= steps_per_meta_update:
+            raise ValueError(
+                f"state_every must be in [1, {steps_per_meta_update}] (the window "
+                f"of steps_per_meta_update steps); got {state_every}."
+            )
         self.model = model
         self.optimizer = optimizer
         self.steps_per_meta_update = steps_per_meta_update
+        self.state_every = state_every
         self.strategy = strategy or tf.distribute.get_strategy()
         self._inner = TrainStep(model, optimizer, strategy=self.strategy)
-        self._compiled = tf.function(self._meta_step)
+        self._window = None
+        self._compiled = tf.function(
+            self._exact_meta_step if self.exact else self._meta_step
+        )
 
     def __call__(self, train_iterator, heldout_iterator=None):
-        """Runs one meta step; returns `{"train_loss", "heldout_loss", "meta_gradient"}`."""
+        """Runs one meta step.
+
+        Returns `{"train_loss", "heldout_loss", "meta_gradient",
+        "meta_gradient_norm"}`, plus `"max_adjoint_norm"` (the largest norm of
+        dL_test/dθ_t over the window) for the exact meta-gradient.
+        """
         if not self.optimizer.built:
             with self.strategy.scope():
                 self.optimizer.build(self.model.trainable_variables)
+        if self.exact and self._window is None:
+            self._window = ExactMetaGradient(
+                self.model,
+                self.optimizer,
+                self._inner.loss_from_logits,
+                self.steps_per_meta_update,
+                self.state_every,
+            )
         if heldout_iterator is None:
             return self._compiled(train_iterator, train_iterator)
         return self._compiled(train_iterator, heldout_iterator)
@@ -62,10 +104,12 @@ class MetaStep:
         loss, meta_grad = self.strategy.run(
             self._meta_update, args=(next(heldout_iterator),)
         )
+        meta_grad = self.strategy.reduce("SUM", meta_grad, axis=None)
         return {
             "train_loss": total / self.steps_per_meta_update,
             "heldout_loss": self.strategy.reduce("SUM", loss, axis=None),
-            "meta_gradient": self.strategy.reduce("SUM", meta_grad, axis=None),
+            "meta_gradient": meta_grad,
+            "meta_gradient_norm": tf.norm(meta_grad),
         }
 
     def _meta_update(self, batch):
@@ -74,3 +118,21 @@ class MetaStep:
             loss = self._inner.loss(batch, training=False)
         grads = tape.gradient(loss, variables)
         return loss, self.optimizer.apply_meta_gradient(grads, variables)
+
+    def _exact_meta_step(self, train_iterator, heldout_iterator):
+        # The window's batches, fetched in cross-replica context (in the order
+        # of the first-order path: L training batches, then the held-out one).
+        batches = [next(train_iterator) for _ in range(self.steps_per_meta_update)]
+        heldout = next(heldout_iterator)
+        result = self.strategy.run(self._exact_update, args=(batches, heldout))
+        result = {
+            key: self.strategy.reduce("SUM", value, axis=None)
+            for key, value in result.items()
+        }
+        result["meta_gradient_norm"] = tf.norm(result["meta_gradient"])
+        return result
+
+    def _exact_update(self, batches, heldout):
+        result = self._window.replica_window(batches, heldout)
+        self.optimizer.apply_phi_gradient(result["meta_gradient"])
+        return result

@@ -54,7 +54,10 @@ class TrainStep:
     def loss(self, batch, training):
         """This replica's share of the mean cross-entropy of `batch`."""
         features, labels = batch
-        logits = self.model(features, training=training)
+        return self.loss_from_logits(labels, self.model(features, training=training))
+
+    def loss_from_logits(self, labels, logits):
+        """This replica's share of the mean cross-entropy, from logits."""
         return tf.nn.compute_average_loss(self._cross_entropy(labels, logits))
 
     def replica_step(self, batch):

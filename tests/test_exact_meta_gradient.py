@@ -1,0 +1,311 @@
+"""The exact meta-gradient: reverse mode through a window of inner steps.
+
+References are independent of the backward sweep: the window re-run eagerly
+(`ExactMetaGradient.window_loss`) differentiated by central finite
+differences in float64 and by forward mode (`tf.autodiff.ForwardAccumulator`).
+"""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_metaopt import MetaOptimizer, MetaStep
+from keras_metaopt.exact_meta_gradient import ExactMetaGradient, adam_step
+from tests.tiny import random_batches, stack, tiny_classifier
+
+PHI = [0.3, -0.2, 0.5]
+
+
+def _setup(steps, dtype="float32", kind="exact", dropout=0.1, **kwargs):
+    """A tiny classifier with dropout, its optimizer and a MetaStep of `steps`."""
+    model = tiny_classifier(dtype=dtype, dropout=dropout)
+    optimizer = MetaOptimizer(
+        keras.optimizers.Adam(1e-2),
+        initial_phi=PHI,
+        meta_gradient=kind,
+        phi_optimizer=keras.optimizers.SGD(0.0),  # φ stays put: compare at PHI
+        **kwargs,
+    )
+    step = MetaStep(model, optimizer, steps)
+    optimizer.build(model.trainable_variables)
+    return model, optimizer, step
+
+
+def _data(steps, seed=1):
+    train = random_batches(steps, seed=seed)
+    heldout = random_batches(1, seed=seed + 100)
+    return train, heldout
+
+
+def _iterators(train, heldout):
+    return (
+        iter(tf.data.Dataset.from_tensor_slices(stack(train))),
+        iter(tf.data.Dataset.from_tensor_slices(stack(heldout))),
+    )
+
+
+def _window(model, optimizer, steps):
+    return ExactMetaGradient(
+        model,
+        optimizer,
+        lambda y, logits: tf.nn.compute_average_loss(
+            keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)
+        ),
+        steps,
+    )
+
+
+def _eager(batches):
+    return [(dict(f), tf.constant(y)) for f, y in batches]
+
+
+def _apply_random_gradients(optimizer, seed=0, steps=4):
+    """`steps` applies of random (partly zero) gradients; returns the weights."""
+    rng = np.random.default_rng(seed)
+    model = tiny_classifier()
+    variables = [v for v in model.trainable_variables if "embedding" not in v.path]
+    for _ in range(steps):
+        grads = [
+            rng.normal(size=v.shape).astype("float32") * (rng.random() < 0.8)
+            for v in variables
+        ]
+        optimizer.apply(grads, variables)
+    return [v.numpy() for v in variables]
+
+
+def test_functional_adam_step_is_bit_identical_to_keras_update_step():
+    # λ = sigmoid(30) = 1 in float32: the wrapped step is the base step.
+    exact = MetaOptimizer(
+        keras.optimizers.Adam(1e-2),
+        meta_gradient="exact",
+        epsilon_inside_root=False,
+        initial_phi=30.0,
+    )
+    keras_adam = keras.optimizers.Adam(1e-2)
+    for a, b in zip(
+        _apply_random_gradients(keras_adam), _apply_random_gradients(exact)
+    ):
+        np.testing.assert_array_equal(a, b)
+    # AdamW: decay folded into the step the same way in both modes.
+    weights = [
+        _apply_random_gradients(
+            MetaOptimizer(
+                keras.optimizers.AdamW(1e-2, weight_decay=0.1),
+                meta_gradient=kind,
+                initial_phi=0.4,
+                **({"epsilon_inside_root": False} if kind == "exact" else {}),
+            )
+        )
+        for kind in ("first_order", "exact")
+    ]
+    for a, b in zip(*weights):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_adam_step_epsilon_inside_the_root_has_a_finite_derivative_at_v_zero():
+    zero = tf.zeros([3])
+    for inside in (False, True):
+        with tf.GradientTape() as tape:
+            tape.watch(zero)
+            _, _, delta = adam_step(
+                zero, zero, zero, 1.0, 1e-3, 0.9, 0.999, 1e-7, inside
+            )
+        grad = tape.gradient(delta, zero).numpy()
+        assert np.all(np.isfinite(grad)), (inside, grad)
+    # Inside the root: √(v + ε²) ≈ √v + ε where √v ≫ ε.
+    g = tf.constant([0.3, -1.0, 2e-3])
+    _, _, a = adam_step(g, zero, zero, 1.0, 1e-3, 0.9, 0.999, 1e-7, False)
+    _, _, b = adam_step(g, zero, zero, 1.0, 1e-3, 0.9, 0.999, 1e-7, True)
+    sqrt_v = np.sqrt(0.001) * np.abs(g.numpy())  # v after one step: (1 − β₂)·g²
+    relative = np.abs(a.numpy() - b.numpy()) / np.abs(a.numpy())
+    assert np.all(relative <= 1e-7 / sqrt_v * 1.01), (relative, 1e-7 / sqrt_v)
+    assert relative[2] > 1e-4  # √v = 6e-5 is not ≫ ε: the two differ visibly
+
+
+def test_exact_window_trains_exactly_like_apply():
+    steps = 3
+    train, heldout = _data(steps)
+    results = {}
+    for kind in ("first_order", "exact"):
+        kwargs = {"epsilon_inside_root": False} if kind == "exact" else {}
+        model, optimizer, step = _setup(steps, kind=kind, **kwargs)
+        results[kind] = step(*_iterators(train, heldout))
+        results[kind]["weights"] = [v.numpy() for v in model.weights]
+        results[kind]["iterations"] = (
+            int(optimizer.iterations.numpy()),
+            int(optimizer.base_optimizer.iterations.numpy()),
+        )
+    first, exact = results["first_order"], results["exact"]
+    # Same weights, slots' effect, dropout-seed states and step counts.
+    for a, b in zip(first["weights"], exact["weights"]):
+        np.testing.assert_array_equal(a, b)
+    assert first["iterations"] == exact["iterations"] == (steps, steps)
+    assert float(first["train_loss"]) == float(exact["train_loss"])
+    assert float(first["heldout_loss"]) == float(exact["heldout_loss"])
+
+
+def test_at_one_step_exact_equals_first_order():
+    train, heldout = _data(1)
+    grads = {}
+    for kind in ("first_order", "exact"):
+        kwargs = {"epsilon_inside_root": False} if kind == "exact" else {}
+        _, _, step = _setup(1, dtype="float64", kind=kind, **kwargs)
+        grads[kind] = step(*_iterators(train, heldout))["meta_gradient"].numpy()
+    a, b = grads["first_order"], grads["exact"]
+    assert np.linalg.norm(a - b) <= 1e-6 * np.linalg.norm(a)
+    assert np.abs(a).min() > 0
+
+
+@pytest.mark.parametrize("steps", [5, 15])
+def test_exact_matches_finite_differences_of_the_rerun_window(steps):
+    train, heldout = _data(steps)
+    model, optimizer, step = _setup(steps, dtype="float64")
+    window = _window(model, optimizer, steps)
+    phi = tf.constant(PHI, tf.float64)
+    eps = 1e-5
+    finite = np.array(
+        [
+            (
+                float(
+                    window.window_loss(phi + eps * e, _eager(train), _eager(heldout)[0])
+                )
+                - float(
+                    window.window_loss(phi - eps * e, _eager(train), _eager(heldout)[0])
+                )
+            )
+            / (2 * eps)
+            for e in np.eye(3)
+        ]
+    )
+    exact = step(*_iterators(train, heldout))["meta_gradient"].numpy()
+    np.testing.assert_allclose(exact, finite, rtol=1e-3)
+    assert np.abs(finite).min() > 1e-7  # every component is measured
+
+
+@pytest.mark.parametrize("steps", [5, 15])
+def test_exact_matches_forward_mode_in_float32(steps):
+    train, heldout = _data(steps, seed=3)
+    model, optimizer, step = _setup(steps)
+    window = _window(model, optimizer, steps)
+    phi = tf.constant(PHI, tf.float32)
+    direction = tf.constant(np.random.default_rng(0).normal(size=3), tf.float32)
+    with tf.autodiff.ForwardAccumulator(phi, direction) as accumulator:
+        loss = window.window_loss(phi, _eager(train), _eager(heldout)[0])
+    jvp = float(accumulator.jvp(loss))
+    exact = step(*_iterators(train, heldout))["meta_gradient"].numpy()
+    directional = float(np.dot(exact, direction.numpy()))
+    assert abs(directional - jvp) <= 1e-4 * abs(jvp), (directional, jvp)
+
+
+def test_a_small_step_against_the_exact_gradient_lowers_the_rerun_loss():
+    steps = 15
+    train, heldout = _data(steps, seed=5)
+    model, optimizer, step = _setup(steps, dtype="float64")
+    window = _window(model, optimizer, steps)
+    phi = tf.constant(PHI, tf.float64)
+    before = float(window.window_loss(phi, _eager(train), _eager(heldout)[0]))
+    grad = step(*_iterators(train, heldout))["meta_gradient"].numpy()
+    # Re-run from the same start: a fresh model (the step trained this one).
+    model, optimizer, _ = _setup(steps, dtype="float64")
+    window = _window(model, optimizer, steps)
+    moved = phi - 0.1 * grad / np.linalg.norm(grad)
+    after = float(window.window_loss(moved, _eager(train), _eager(heldout)[0]))
+    assert after < before
+
+
+def test_replay_is_deterministic_and_state_checkpointing_changes_nothing():
+    steps = 4
+    train, heldout = _data(steps)
+    results = []
+    for k in (1, 1, 3):  # k = 3: a full segment and a partial one
+        model, optimizer, _ = _setup(steps)
+        step = MetaStep(model, optimizer, steps, state_every=k)
+        r = step(*_iterators(train, heldout))
+        results.append((r["meta_gradient"].numpy(), [v.numpy() for v in model.weights]))
+    for grad, weights in results[1:]:
+        np.testing.assert_array_equal(grad, results[0][0])
+        for a, b in zip(weights, results[0][1]):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_mirrored_strategy_on_two_cpus_matches_single_device(mirrored):
+    steps = 3
+    train = tf.data.Dataset.from_tensor_slices(
+        stack(random_batches(2 * steps, 8, seed=1))
+    )
+    heldout = tf.data.Dataset.from_tensor_slices(stack(random_batches(2, 8, seed=2)))
+    outputs = []
+    for strategy in (tf.distribute.get_strategy(), mirrored):
+        with strategy.scope():
+            model = tiny_classifier()
+            optimizer = MetaOptimizer(
+                keras.optimizers.Adam(1e-2), initial_phi=PHI, meta_gradient="exact"
+            )
+            step = MetaStep(model, optimizer, steps, strategy=strategy)
+        results = [
+            step(
+                iter(
+                    strategy.experimental_distribute_dataset(train.unbatch().batch(8))
+                ),
+                iter(
+                    strategy.experimental_distribute_dataset(heldout.unbatch().batch(8))
+                ),
+            )
+            for _ in range(2)
+        ]
+        outputs.append((model, optimizer, results))
+    (m1, o1, r1), (m2, o2, r2) = outputs
+    np.testing.assert_allclose(o1.phi.numpy(), o2.phi.numpy(), atol=1e-5)
+    for a, b in zip(m1.trainable_variables, m2.trainable_variables):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5)
+    for x, y in zip(r1, r2):
+        np.testing.assert_allclose(
+            x["meta_gradient"].numpy(), y["meta_gradient"].numpy(), rtol=1e-4, atol=1e-9
+        )
+        np.testing.assert_allclose(
+            float(x["heldout_loss"]), float(y["heldout_loss"]), rtol=1e-5
+        )
+
+
+def test_meta_clipnorm_bounds_the_phi_step():
+    steps = 2
+    train, heldout = _data(steps)
+    model = tiny_classifier(dtype="float64", dropout=0.1)  # φ in float64 too
+    optimizer = MetaOptimizer(
+        keras.optimizers.Adam(1e-2),
+        initial_phi=PHI,
+        meta_gradient="exact",
+        phi_optimizer=keras.optimizers.SGD(1.0),
+        meta_clipnorm=1e-5,
+    )
+    result = MetaStep(model, optimizer, steps)(*_iterators(train, heldout))
+    assert float(result["meta_gradient_norm"]) > 1e-5  # so clipping acted
+    moved = optimizer.phi.numpy() - np.array(PHI)
+    np.testing.assert_allclose(np.linalg.norm(moved), 1e-5, rtol=1e-6)
+    grad = result["meta_gradient"].numpy()
+    np.testing.assert_allclose(
+        -moved / np.linalg.norm(moved), grad / np.linalg.norm(grad), rtol=1e-3
+    )
+    assert float(result["max_adjoint_norm"]) > 0
+
+
+def test_bad_use_of_the_exact_mode_fails_at_construction():
+    with pytest.raises(
+        ValueError, match="must be keras.optimizers.Adam or AdamW; got SGD"
+    ):
+        MetaOptimizer(keras.optimizers.SGD(0.1), meta_gradient="exact")
+    with pytest.raises(ValueError, match="does not support `clipnorm`"):
+        MetaOptimizer(keras.optimizers.Adam(clipnorm=1.0), meta_gradient="exact")
+    with pytest.raises(ValueError, match="mode='fixed' keeps φ constant"):
+        MetaOptimizer(mode="fixed", meta_gradient="exact")
+    with pytest.raises(ValueError, match="meta_gradient must be one of"):
+        MetaOptimizer(meta_gradient="second_order")
+    with pytest.raises(ValueError, match="epsilon_inside_root=True is an option"):
+        MetaOptimizer(epsilon_inside_root=True)
+    model = tiny_classifier()
+    exact = MetaOptimizer(meta_gradient="exact")
+    with pytest.raises(ValueError, match=r"state_every must be in \[1, 15\].*got 16"):
+        MetaStep(model, exact, 15, state_every=16)
+    with pytest.raises(ValueError, match="state_every is an option of the exact"):
+        MetaStep(model, MetaOptimizer(), 15, state_every=3)
