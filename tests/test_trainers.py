@@ -295,12 +295,19 @@ def test_probe_metagrad_longer_window_differs_from_first_order(workspace, meta_r
     out = root / "probe-metagrad-long"
     args = _common(data_dir, preset, out, "--init-from", str(meta_run[0]))
     args += ["--learning-rate", "1e-2", "--window", "6", "--epsilon", "1e-2"]
-    report = probe_metagrad.main(args + ["--heldout", "ur", "--phi", "random"])
+    args += ["--heldout", "ur", "--phi", "random", "--meta-gradient", "exact"]
+    report = probe_metagrad.main(args)
     assert len(set(np.round(report["phi0"], 6))) == len(report["groups"])
     check = report["directional"]["uniform"]
     # Later steps depend on φ through the trajectory: the gap is real.
     gap = abs(check["finite_difference"] - check["first_order"])
     assert gap > 0.03 * abs(check["first_order"])
+    # The exact meta-gradient predicts every re-run window's slope.
+    for name, check in report["directional"].items():
+        assert check["exact"] == pytest.approx(check["finite_difference"], rel=0.03), (
+            name
+        )
+    assert "exact ⟨g*,u⟩" in (out / "probe.md").read_text()
 
 
 def test_paired_bootstrap_detects_a_real_difference():
@@ -458,3 +465,51 @@ def test_killed_run_resumes_to_the_same_rates_and_weights(workspace, meta_run):
         _weights(out / "model"), _weights(root / "uninterrupted" / "model")
     ):
         np.testing.assert_array_equal(a, b)
+
+
+def test_meta_paper_init_exp_rates_exact_gradient_end_to_end(workspace, meta_run):
+    # The issue-11 options together: rounds from the pretrained encoder with a
+    # fresh head, λ = exp(φ) from φ = 0, the exact meta-gradient with state
+    # checkpointing; stage 3 then trains with rates that may exceed 1.
+    root, data_dir, preset = workspace
+    out = root / "meta-exp-exact"
+    extra = ["--init-from", str(meta_run[0]), "--meta-init", "pretrained"]
+    extra += ["--rates-param", "exp", "--initial-phi", "0"]
+    extra += ["--meta-gradient", "exact", "--state-every", "2", "--meta-lr", "0.5"]
+    result = meta.main(_common(data_dir, preset, out, *META, *extra))
+    assert result["method"] == "meta-pretrained-init-exp-exact"
+    payload = json.loads((out / "rates.json").read_text())
+    assert payload["rates_param"] == "exp"
+    stats = json.loads((out / "meta_stats.json").read_text())
+    assert stats["phi_updates"] == 4
+    assert stats["phi_start"] == {g: 0.0 for g in payload["rates"]}
+    assert 0.0 <= stats["share_steps_down"] <= 1.0
+    # 4 Adam steps of lr 0.5 from φ = 0 (the first moves every φ by ~0.5).
+    assert 0.4 < stats["displacement_max"] <= 2.0 + 1e-6
+    assert stats["mean_rate"] == pytest.approx(np.mean(list(payload["rates"].values())))
+    phi = [stats["phi_end"][g] for g in payload["rates"]]
+    assert list(payload["rates"].values()) == pytest.approx(np.exp(phi), rel=1e-6)
+    norms = _tensors(out, "meta/")
+    assert [s for s, _ in norms["meta/max_adjoint_norm"]] == [1, 2, 3, 4]
+    assert all(v > 0 for _, v in norms["meta/gradient_norm"])
+
+
+def test_fresh_head_redraws_only_the_classifier_layers(workspace):
+    _, _, preset = workspace
+    classifier = keras_hub.models.TextClassifier.from_preset(
+        str(preset), num_classes=3, activation=None
+    )
+    before = {v.path: v.numpy().copy() for v in classifier.weights}
+    meta.fresh_head(classifier, seed=7)
+    first = {v.path: v.numpy().copy() for v in classifier.weights}
+    meta.fresh_head(classifier, seed=7)
+    again = {v.path: v.numpy().copy() for v in classifier.weights}
+    meta.fresh_head(classifier, seed=8)
+    other = {v.path: v.numpy().copy() for v in classifier.weights}
+    for path, value in before.items():
+        np.testing.assert_array_equal(first[path], again[path])  # seeded
+        if path.startswith("logits/kernel"):
+            assert np.abs(first[path] - value).max() > 0
+            assert np.abs(other[path] - first[path]).max() > 0
+        elif not path.startswith("logits/"):
+            np.testing.assert_array_equal(first[path], value)  # backbone kept

@@ -387,6 +387,10 @@ class Run:
         shutil.rmtree(path, ignore_errors=True)
         os.replace(tmp, path)
 
+    def write_json(self, name, payload):
+        """Writes `payload` as `name` in the run directory, atomically."""
+        self._write_json(name, payload)
+
     def _write_json(self, name, payload):
         tmp = self.dir / f"{name}.tmp"
         tmp.write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")

@@ -4,11 +4,13 @@
         --preset presets/e5-small --output-dir runs/meta
 
 1. Fine-tune on English (or `--init-from` a stage-1 model shared by methods).
-2. Meta-train φ by Algorithm 1: each round re-initialise the learner to the
-   English model, hold out one source language (English + auxiliaries), train
-   on the others and update φ every L steps from the held-out loss.
+2. Meta-train φ by Algorithm 1: each round re-initialise the learner (to the
+   English model, or with `--meta-init pretrained` to the pretrained encoder
+   with a fresh head, as the paper's Algorithm 1 does), hold out one source
+   language (English + auxiliaries), train on the others and update φ every L
+   steps from the held-out loss (first-order, or `--meta-gradient exact`).
 3. Fine-tune the English model on the auxiliary languages with the learned
-   rates λ = sigmoid(φ) (MetaOptimizer in `fixed` mode).
+   rates λ(φ) (MetaOptimizer in `fixed` mode).
 4. Evaluate every language of `--eval-split`.
 Ablations: `--rates shared` (one rate for all layers), `--meta joint` (φ from
 the training loss, no held-out language). A killed run resumes where it stopped.
@@ -22,6 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_metaopt import LayerGroups, MetaOptimizer, MetaStep
+from keras_metaopt.rate_param import RATE_PARAMS
 from trainers.common import (
     Run,
     add_common_flags,
@@ -71,6 +74,39 @@ def build_parser():
         default="heldout",
         help="φ from a held-out language's loss, or from the training loss (ablation).",
     )
+    g.add_argument(
+        "--meta-init",
+        choices=["english", "pretrained"],
+        default="english",
+        help="Where each round starts: the English model of stage 1, or the "
+        "pretrained encoder with a fresh head (the paper's literal Algorithm 1).",
+    )
+    g.add_argument(
+        "--rates-param",
+        choices=RATE_PARAMS,
+        default="sigmoid",
+        help="λ(φ): sigmoid (the paper's, λ < 1), scaled-sigmoid (2σ, λ < 2) or "
+        "exp (λ ≤ 4); with the last two φ = 0 is plain fine-tuning.",
+    )
+    g.add_argument(
+        "--meta-gradient",
+        choices=["first_order", "exact"],
+        default="first_order",
+        help="first_order (the paper's) or exact: reverse mode through the L "
+        "inner steps (second order, about 3x the time of a window).",
+    )
+    g.add_argument(
+        "--state-every",
+        type=int,
+        default=1,
+        help="exact: keep every k-th inner state and recompute the others "
+        "(memory ~ L/k + k states instead of L + 1).",
+    )
+    g.add_argument(
+        "--meta-clipnorm",
+        type=float,
+        help="Clip the norm of each meta-gradient dL/dφ to this value.",
+    )
     return parser
 
 
@@ -80,17 +116,63 @@ def method_name(args):
         name += "-shared"
     if args.meta == "joint":
         name += "-joint"
+    if args.meta_init == "pretrained":
+        name += "-pretrained-init"
+    if args.rates_param != "sigmoid":
+        name += f"-{args.rates_param}"
+    if args.meta_gradient == "exact":
+        name += "-exact"
     return name + learning_rate_suffix(args)
+
+
+def fresh_head(classifier, seed):
+    """Re-initialises the classifier's own Dense layers (not the backbone's).
+
+    Each kernel and bias is drawn anew from its layer's initializer with a
+    seed derived from `seed`: Algorithm 1's "random values for the
+    classification layer" at the start of a round.
+    """
+    dense = [
+        layer
+        for layer in classifier.layers
+        if isinstance(layer, keras.layers.Dense) and layer.weights
+    ]
+    for i, layer in enumerate(dense):
+        for j, (variable, init) in enumerate(
+            (
+                (layer.kernel, layer.kernel_initializer),
+                (layer.bias, layer.bias_initializer),
+            )
+        ):
+            if variable is None:
+                continue
+            config = init.get_config()
+            if "seed" in config:
+                config["seed"] = (int(seed) + 2 * i + j) % 2**31
+            value = type(init).from_config(config)(variable.shape, variable.dtype)
+            variable.assign(value)
 
 
 def meta_train(run, classifier, sources):
     """Algorithm 1: learns φ; returns the `MetaOptimizer` holding it.
 
     `classifier` holds the English model θ_En; `sources` maps each source
-    language to its training pairs.
+    language to its training pairs. Each round starts from θ_init: the
+    pretrained encoder with a fresh head (`--meta-init pretrained`), or θ_En.
     """
     args = run.args
     theta_en = [v.numpy() for v in classifier.weights]
+    if args.meta_init == "pretrained":
+        pretrained = run.load_classifier(args.preset, stage="meta-pretrained")
+        theta_init = [v.numpy() for v in pretrained.weights]
+        if [v.path for v in pretrained.weights] != [v.path for v in classifier.weights]:
+            raise ValueError(
+                f"--preset {args.preset} and the English model have different "
+                "weights: --meta-init pretrained needs the preset stage 1 started from."
+            )
+        del pretrained
+    else:
+        theta_init = theta_en
     initial_phi = (
         keras.initializers.RandomNormal(0.0, 1.0, seed=args.seed)
         if args.initial_phi == "random"
@@ -103,9 +185,19 @@ def meta_train(run, classifier, sources):
             mode=args.rates,
             initial_phi=initial_phi,
             phi_optimizer=keras.optimizers.Adam(args.meta_lr),
+            rates_param=args.rates_param,
+            meta_gradient=args.meta_gradient,
+            meta_clipnorm=args.meta_clipnorm,
         )
         optimizer.build(classifier.trainable_variables)
-    step = MetaStep(classifier, optimizer, args.meta_interval, run.strategy)
+    step = MetaStep(
+        classifier,
+        optimizer,
+        args.meta_interval,
+        run.strategy,
+        state_every=args.state_every if args.meta_gradient == "exact" else None,
+    )
+    phi_start = optimizer.phi.numpy().copy()
     languages = sorted(sources)
     per_round, total = (
         args.meta_updates_per_round,
@@ -114,8 +206,14 @@ def meta_train(run, classifier, sources):
 
     # A meta step is the unit of progress and of checkpoints.
     progress = tf.Variable(0, dtype=tf.int64, trainable=False)
+    # Per φ: how many meta steps lowered it (the φ statistics of the run).
+    steps_down = tf.Variable(tf.zeros_like(optimizer.phi, tf.int64), trainable=False)
     state, manager = run.checkpoints(
-        "meta", classifier, optimizer=optimizer, progress=progress
+        "meta",
+        classifier,
+        optimizer=optimizer,
+        progress=progress,
+        steps_down=steps_down,
     )
     if manager.latest_checkpoint:  # model, φ, both optimizers, progress
         state.restore(manager.latest_checkpoint).assert_existing_objects_matched()
@@ -130,9 +228,11 @@ def meta_train(run, classifier, sources):
         held_out = None if args.meta == "joint" else str(rng.choice(languages))
         train_langs = [x for x in languages if x != held_out]
         seed = int(rng.integers(2**31))
-        if k == 0:  # Re-initialise the learner: θ ← θ_En, a fresh base Adam.
-            for variable, value in zip(classifier.weights, theta_en):
+        if k == 0:  # Re-initialise the learner: θ ← θ_init, a fresh base Adam.
+            for variable, value in zip(classifier.weights, theta_init):
                 variable.assign(value)
+            if args.meta_init == "pretrained":
+                fresh_head(classifier, seed)
             optimizer.reset_base_state()
         # Batches already drawn in this round (joint: the meta batch is a
         # training batch too) are skipped; the streams depend on the seed only.
@@ -164,12 +264,19 @@ def meta_train(run, classifier, sources):
             ",".join(train_langs),
         )
         for _ in range(k, per_round):
+            before = optimizer.phi.numpy()
             result = step(train_it, heldout_it)
             progress.assign_add(1)
+            steps_down.assign_add(tf.cast(optimizer.phi.numpy() < before, tf.int64))
             rates = optimizer.rates()
             with run.writer.as_default(step=int(progress)):
                 tf.summary.scalar("meta/train_loss", result["train_loss"])
                 tf.summary.scalar("meta/heldout_loss", result["heldout_loss"])
+                tf.summary.scalar("meta/gradient_norm", result["meta_gradient_norm"])
+                if "max_adjoint_norm" in result:
+                    tf.summary.scalar(
+                        "meta/max_adjoint_norm", result["max_adjoint_norm"]
+                    )
                 tf.summary.scalar(
                     "meta/heldout_language",
                     -1 if held_out is None else languages.index(held_out),
@@ -195,7 +302,34 @@ def meta_train(run, classifier, sources):
             tf.summary.text("meta/heldout", held_out or "(joint)")
     for variable, value in zip(classifier.weights, theta_en):
         variable.assign(value)
+    run.write_json("meta_stats.json", phi_statistics(optimizer, phi_start, steps_down))
     return optimizer
+
+
+def phi_statistics(optimizer, phi_start, steps_down):
+    """How far φ moved from its start, and how often it went down.
+
+    Written to `meta_stats.json`: with too few or mis-signed φ updates the
+    learned rates are only the initialisation (BENCHMARKS.md, xnli-proxy).
+    """
+    phi = optimizer.phi.numpy().astype(np.float64)
+    start = np.asarray(phi_start, np.float64)
+    names = optimizer.group_names if optimizer.mode != "shared" else ["shared"]
+    updates = int(optimizer.phi_optimizer.iterations.numpy())
+    moved = np.abs(phi - start)
+    stats = {
+        "phi_updates": updates,
+        "phi_start": dict(zip(names, start.tolist())),
+        "phi_end": dict(zip(names, phi.tolist())),
+        "displacement_max": float(moved.max()),
+        "displacement_mean": float(moved.mean()),
+        "share_steps_down": float(np.asarray(steps_down.numpy()).sum())
+        / max(1, updates * len(names)),
+        "mean_rate": float(np.mean(list(optimizer.rates().values()))),
+    }
+    if len(names) > 1 and start.std() > 0 and phi.std() > 0:
+        stats["corr_start_end"] = float(np.corrcoef(start, phi)[0, 1])
+    return stats
 
 
 def main(argv=None):
@@ -223,6 +357,7 @@ def main(argv=None):
             LayerGroups(frozen=run.frozen),
             mode="fixed",
             initial_rates=rates,
+            rates_param=args.rates_param,
         )
     pairs = run.aux_pairs()
     steps = run.steps(pairs, args.aux_epochs, args.aux_steps)
