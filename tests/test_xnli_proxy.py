@@ -12,7 +12,7 @@ from trainers.evaluate import compare
 def test_plan_is_seed_major_with_the_english_model_first():
     runs = xnli_proxy.plan(3, 2, None)
     assert runs[0] == ("english-only", 0)
-    assert runs[1:10] == [
+    assert runs[1:12] == [
         (m, 0)
         for m in (
             "finetune",
@@ -24,16 +24,20 @@ def test_plan_is_seed_major_with_the_english_model_first():
             "meta-joint",
             "finetune-lr3e-05",
             "finetune-lr5e-05",
+            "meta-paper-100",
+            "meta-exp-exact-100",
         )
     ]
-    assert runs[20:] == [
+    assert runs[24:] == [
         ("english-only", 2),
         ("finetune", 2),
         ("meta", 2),
         ("finetune-lr3e-05", 2),
         ("finetune-lr5e-05", 2),
+        ("meta-paper-100", 2),
+        ("meta-exp-exact-100", 2),
     ]
-    assert len(runs) == 3 + 4 * 3 + 5 * 2
+    assert len(runs) == 3 + 6 * 3 + 5 * 2
     assert xnli_proxy.plan(3, 2, {"meta-joint"}) == [
         ("english-only", 0),
         ("meta-joint", 0),
@@ -156,3 +160,14 @@ def test_reproduction_check_compares_every_example(tmp_path):
         (tmp_path / name / "results.json").write_text(json.dumps(payload))
     assert xnli_proxy._check_reproduced(tmp_path / "new", tmp_path / "old")
     assert not xnli_proxy._check_reproduced(tmp_path / "other", tmp_path / "old")
+
+
+def test_a_result_is_named_by_its_benchmark_row(tmp_path):
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({"method": "meta-pretrained-init", "seed": 0}))
+    xnli_proxy._name_row(path, "meta-paper-100")
+    payload = json.loads(path.read_text())
+    assert payload["method"] == "meta-paper-100"
+    assert payload["trainer_method"] == "meta-pretrained-init"
+    xnli_proxy._name_row(path, "meta-paper-100")  # idempotent
+    assert json.loads(path.read_text()) == payload
