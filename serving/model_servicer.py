@@ -60,6 +60,7 @@ class ModelServicer:
             entry = response.model_version_status.add()
             entry.version = version
             entry.state = _STATES.Value(state)
+            entry.status.SetInParent()  # error_code OK, as TF Serving always fills it
             if error:
                 entry.status.error_code = _UNKNOWN
                 entry.status.error_message = error

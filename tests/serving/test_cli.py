@@ -154,8 +154,10 @@ def test_sigterm_lets_in_flight_requests_finish(model_base, reference, tmp_path)
                 "64",
                 "--batch-timeout-micros",
                 "3000000",
-                "--grace-seconds",
+                "--grace-seconds",  # the old name of --shutdown-grace-s
                 "20",
+                "--rest-api-port",
+                "0",
             ],
             cwd=REPO,
             stdout=subprocess.DEVNULL,
