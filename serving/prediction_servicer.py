@@ -14,16 +14,11 @@ from tensorflow_serving.apis import (
 )
 
 from serving.in_flight import InFlight
+from serving.metadata_fields import REQUEST_LIMITS_FIELD, SIGNATURE_DEF_FIELD
 from serving.model_manager import ModelManager
 from serving.request_error import RequestError
 
 log = logging.getLogger(__name__)
-
-SIGNATURE_DEF_FIELD = "signature_def"
-# Not a TF Serving field: this server's request limits, as a google.protobuf.Struct
-# ({"max_request_batch_size": 256, "max_string_bytes": 10000}). TF Serving
-# answers INVALID_ARGUMENT for it, so clients fall back to their own batch size.
-REQUEST_LIMITS_FIELD = "request_limits"
 
 
 def parsing_handler(service: str, methods: dict) -> grpc.GenericRpcHandler:

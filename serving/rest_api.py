@@ -21,12 +21,9 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 from serving.in_flight import InFlight
+from serving.metadata_fields import REQUEST_LIMITS_FIELD, SIGNATURE_DEF_FIELD
 from serving.model_servicer import ModelServicer
-from serving.prediction_servicer import (
-    REQUEST_LIMITS_FIELD,
-    SIGNATURE_DEF_FIELD,
-    PredictionServicer,
-)
+from serving.prediction_servicer import PredictionServicer
 from serving.request_error import RequestError
 
 log = logging.getLogger(__name__)
