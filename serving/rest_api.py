@@ -201,7 +201,7 @@ class RestApi:
             body = {"error": f"internal error: {type(err).__name__}: {err}"}
             status = 500
         return Response(
-            json.dumps(body, ensure_ascii=False, indent=1) + "\n",
+            json.dumps(body, ensure_ascii=False) + "\n",
             status=status,
             mimetype="application/json",
         )
