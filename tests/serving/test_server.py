@@ -89,6 +89,24 @@ def test_round_trip_matches_in_process(server, reference):
     )
 
 
+def test_length_aware_batches_match_full_padding(stubs, reference):
+    """serving_default runs each batch at its longest pair's length; the outputs
+    equal the in-memory model's on pairs padded to sequence_length."""
+    predict, _ = stubs
+    for i in range(len(PAIRS)):  # each pair alone: trimmed to its own length
+        response = predict.Predict(
+            predict_request([PREMISES[i]], [HYPOTHESES[i]]), timeout=30
+        )
+        np.testing.assert_allclose(
+            tf.make_ndarray(response.outputs["probabilities"])[0],
+            reference["probabilities"][i],
+            atol=1e-5,
+            rtol=0,
+        )
+    response = predict.Predict(predict_request([], []), timeout=30)
+    assert tf.make_ndarray(response.outputs["probabilities"]).shape == (0, 3)
+
+
 def test_predict_output_filter_and_float_encoding(stubs):
     predict, _ = stubs
     request = predict_request(PREMISES[:2], HYPOTHESES[:2])
