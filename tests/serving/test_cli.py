@@ -3,6 +3,7 @@
 import json
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -335,3 +336,18 @@ def test_client_does_not_import_tensorflow(server):
     assert (
         done.stdout.splitlines()[0] == "label\tp_entailment\tp_neutral\tp_contradiction"
     )
+
+
+def test_server_refuses_a_busy_rest_port(model_base, capsys):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        argv = ["--model-base-path", str(model_base), "--port", "0"]
+        assert server.main([*argv, "--rest-api-port", str(port)]) == 1
+    err = capsys.readouterr().err
+    assert f"cannot listen on 127.0.0.1:{port} for the REST API" in err
+    assert "pick another --rest-api-port (0 turns REST off)" in err
+    with pytest.raises(SystemExit):
+        server.main([*argv, "--port", "8600", "--rest-api-port", "8600"])
+    assert "--rest-api-port must differ from --port" in capsys.readouterr().err

@@ -667,9 +667,14 @@ def test_tls_and_version_labels(model_base, certificate, reference, tmp_path):
     )
     cert, key = certificate
     srv = ModelServer(
-        ModelManager.from_config_file(config), port=0, ssl_cert=cert, ssl_key=key
+        ModelManager.from_config_file(config),
+        port=0,
+        ssl_cert=cert,
+        ssl_key=key,
+        rest_port=0,
     )
     address = f"127.0.0.1:{srv.start()}"
+    rest = f"127.0.0.1:{srv.bound_rest_port}"
     try:
         with NliClient(
             address, version_label="stable", root_certificates=cert.read_bytes()
@@ -683,5 +688,13 @@ def test_tls_and_version_labels(model_base, certificate, reference, tmp_path):
         ):
             plain.predict(["a"], ["b"])
         assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+        # The REST API is HTTPS with the same certificate.
+        from serving.rest_client import RestNliClient
+
+        with RestNliClient(rest, version_label="stable", ca_file=str(cert)) as c:
+            _, probs = c.predict(PREMISES, HYPOTHESES)
+        np.testing.assert_allclose(probs, reference["probabilities"], atol=1e-5, rtol=0)
+        with RestNliClient(rest, timeout=5) as plain, pytest.raises(OSError):
+            plain.predict(["a"], ["b"])  # plain HTTP to an HTTPS port
     finally:
         srv.stop(grace=5)
