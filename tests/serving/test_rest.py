@@ -311,3 +311,30 @@ def test_version_labels_over_rest(model_base, reference, tmp_path):
         )
     finally:
         srv.stop(grace=5)
+
+
+def test_body_over_the_limit_is_413(server):
+    from serving.rest_api import RestApi, RestServer
+
+    app = RestApi(server.predictions, _models(server), max_body_bytes=100)
+    rest = RestServer(app, port=0)
+    url = f"http://127.0.0.1:{rest.start()}"
+    try:
+        body = {"instances": [{"premise": "x" * 200, "hypothesis": "y"}]}
+        status, got, _ = call(url, "POST", "/v1/models/nli:predict", body)
+        assert (status, got) == (
+            413,
+            {
+                "error": "the request body is over the limit of 100 bytes; send "
+                "fewer rows per request"
+            },
+        )
+        assert call(url, "GET", "/v1/models/nli")[0] == 200  # no body: fine
+    finally:
+        assert rest.stop(grace=5)
+
+
+def _models(server):
+    from serving.model_servicer import ModelServicer
+
+    return ModelServicer(server.manager)
