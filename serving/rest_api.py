@@ -190,6 +190,9 @@ class RestApi:
             status = 200
         except RequestError as err:
             body, status = {"error": str(err)}, err.http_status
+        except RecursionError:
+            body = {"error": "JSON Parse error: the document is nested too deeply"}
+            status = 400
         except RequestEntityTooLarge:
             body = {
                 "error": f"the request body is over the limit of "
