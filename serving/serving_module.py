@@ -24,7 +24,8 @@ class ServingModule(tf.Module):
       the encoder then runs on the batch's longest pair only (length-aware).
     * ``predict_token_ids``: the backbone's own inputs (``token_ids``, optional
       ``segment_ids``, ``padding_mask``; int32 ``[batch, sequence_length]``), same
-      outputs, for servers whose tf-text ops differ from the training version.
+      outputs, for servers whose tf-text ops differ from the training version;
+      trailing columns that are padding in every row are not run.
     * ``classify``: serialized ``tf.Example`` (features ``premise``, ``hypothesis``)
       -> ``classes`` string ``[batch, 3]``, ``scores`` float32 ``[batch, 3]``.
 
@@ -109,7 +110,18 @@ class ServingModule(tf.Module):
         return self._outputs(ids)
 
     def _serve_token_ids(self, *ids):
-        return self._outputs(dict(zip(self.id_inputs, ids, strict=True)))
+        ids = dict(zip(self.id_inputs, ids, strict=True))
+        if "padding_mask" in ids:
+            # Clients pad as they like, so cut only the trailing columns that are
+            # padding in every row (exact wherever the padding sits).
+            used = tf.reduce_any(tf.not_equal(ids["padding_mask"], 0), axis=0)
+            last = tf.argmax(
+                tf.reverse(tf.cast(used, tf.int32), [0]), output_type=tf.int32
+            )
+            width = tf.shape(used)[0]
+            length = tf.where(tf.reduce_any(used), width - last, width)
+            ids = {k: v[:, :length] for k, v in ids.items()}
+        return self._outputs(ids)
 
     def _serve_classify(self, inputs):
         features = tf.io.parse_example(
