@@ -1,37 +1,60 @@
-"""Ask a TF Serving-compatible server for NLI predictions.
+"""Ask a TF Serving-compatible server for NLI predictions, metadata or status.
 
 Usage:
     python -m serving.client --premise "A man plays guitar." \
         --hypothesis "A man makes music."
-    python -m serving.client --tsv dev.tsv --batch-size 32
+    python -m serving.client --tsv dev.tsv --format jsonl
+    python -m serving.client --rest --tsv dev.tsv
+    python -m serving.client metadata
+    python -m serving.client status --rest
 """
 
 import argparse
+import json
 import logging
 import os
 import sys
 
 from serving.log_level import add_log_level_flag
+from serving.run_dir import LABELS
 
-LABELS = ("entailment", "neutral", "contradiction")
+COMMANDS = ("predict", "metadata", "status")
+DEFAULT_BATCH_SIZE = 32  # when the server does not say its limit
+GRPC_SERVER, REST_SERVER = "127.0.0.1:8500", "127.0.0.1:8501"
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m serving.client",
         description=(
-            "Send premise/hypothesis pairs to PredictionService.Predict and print "
-            "the label and the class probabilities as TSV (plus accuracy when the "
-            "TSV has labels). Works against tensorflow_model_server too."
+            "predict (default): send premise/hypothesis pairs to the model and "
+            "print one line per pair, as TSV (label, class probabilities; plus "
+            "accuracy when the TSV has labels) or JSON lines. A TSV is sent in "
+            "batches within the server's request limit. metadata / status: print "
+            "GetModelMetadata / GetModelStatus as JSON. Speaks TF Serving's gRPC "
+            "API, or its REST API with --rest, so it works against "
+            "tensorflow_model_server too."
         ),
     )
     parser.add_argument(
-        "--server",
-        default="127.0.0.1:8500",
-        help="host:port of the gRPC server (default: %(default)s)",
+        "command",
+        nargs="?",
+        default="predict",
+        choices=COMMANDS,
+        help="what to ask for (default: %(default)s)",
     )
     parser.add_argument(
-        "--model-name", default="nli", help="ModelSpec.name (default: %(default)s)"
+        "--server",
+        help=f"HOST:PORT of the server (default: {GRPC_SERVER}, or {REST_SERVER} "
+        "with --rest)",
+    )
+    parser.add_argument(
+        "--rest",
+        action="store_true",
+        help="use the REST API (POST /v1/models/NAME:predict) instead of gRPC",
+    )
+    parser.add_argument(
+        "--model-name", default="nli", help="model name (default: %(default)s)"
     )
     parser.add_argument(
         "--signature-name",
@@ -53,8 +76,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--batch-size",
         type=int,
-        default=32,
-        help="pairs per request with --tsv (default: %(default)s)",
+        help="pairs per request with --tsv (default: the server's limit, from its "
+        f"metadata, or {DEFAULT_BATCH_SIZE} for servers that do not say; a larger "
+        "value is cut to the server's limit)",
+    )
+    parser.add_argument(
+        "--format",
+        choices=("tsv", "jsonl"),
+        default="tsv",
+        help="per-pair output: TSV lines or JSON lines with the TSV line number "
+        "(default: %(default)s)",
     )
     parser.add_argument(
         "--timeout",
@@ -64,81 +95,167 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--ssl-ca-cert",
-        help="PEM file of the CA (or self-signed server cert) to trust; enables TLS",
+        help="PEM file of the CA (or self-signed server cert) to trust; enables "
+        "TLS (HTTPS with --rest)",
     )
     parser.add_argument(
         "--ssl-target-name",
-        help="host name to check the server certificate against, when it differs "
-        "from the --server host",
+        help="gRPC only: host name to check the server certificate against, when "
+        "it differs from the --server host",
     )
     add_log_level_flag(parser, default="WARNING")
     return parser
+
+
+def connect(args):
+    """The gRPC or REST client for ``args``, imported lazily (no TensorFlow)."""
+    common = dict(
+        model_name=args.model_name,
+        signature_name=args.signature_name,
+        version=args.version,
+        version_label=args.version_label,
+        timeout=args.timeout,
+    )
+    if args.rest:
+        from serving.rest_client import RestNliClient
+
+        return RestNliClient(args.server, ca_file=args.ssl_ca_cert, **common)
+    from serving.proto_imports import import_protos_without_tensorflow
+
+    import_protos_without_tensorflow()
+    from serving.nli_client import NliClient
+
+    root = None
+    if args.ssl_ca_cert:
+        with open(args.ssl_ca_cert, "rb") as f:
+            root = f.read()
+    return NliClient(
+        args.server,
+        root_certificates=root,
+        ssl_target_name=args.ssl_target_name,
+        **common,
+    )
+
+
+def failure(args, err) -> str | None:
+    """A one-line description of a server or connection failure (else None)."""
+    if args.rest:
+        from serving.rest_client import RestError
+
+        if isinstance(err, RestError):
+            return f"{args.server} answered HTTP {err.status}: {err}"
+        if isinstance(err, OSError):
+            return f"cannot reach http(s)://{args.server}: {err}"
+        return None
+    import grpc
+
+    if isinstance(err, grpc.RpcError):
+        return f"{args.server} answered {err.code().name}: {err.details()}"
+    return None
+
+
+def batch_size(args, client, rows: int, log) -> int:
+    """Pairs per request: the flag, cut to the server's limit when it says one."""
+    if rows <= 1:
+        return 1
+    limits = client.request_limits() or {}
+    limit = limits.get("max_request_batch_size")
+    size = args.batch_size or limit or DEFAULT_BATCH_SIZE
+    if limit is not None and size > limit:
+        log.info("--batch-size %d is over the server's limit; using %d", size, limit)
+        size = limit
+    return size
+
+
+def predict(args, client, premises, hypotheses, gold, lines, log) -> None:
+    """Send the pairs in batches; print one line per pair as it comes back."""
+    size = batch_size(args, client, len(premises), log)
+    out = sys.stdout
+    if args.format == "tsv":
+        out.write("label\t" + "\t".join(f"p_{name}" for name in LABELS) + "\n")
+    correct = 0
+    for start in range(0, len(premises), size):
+        stop = start + size
+        labels, probs = client.predict(premises[start:stop], hypotheses[start:stop])
+        for i, (label, row) in enumerate(zip(labels, probs, strict=True), start):
+            if args.format == "tsv":
+                out.write(label + "\t" + "\t".join(f"{p:.6f}" for p in row) + "\n")
+            else:
+                record = {} if lines is None else {"line": lines[i]}
+                record["label"] = label
+                record["probabilities"] = {
+                    name: round(float(p), 6)
+                    for name, p in zip(LABELS, row, strict=True)
+                }
+                if gold is not None:
+                    record["gold"] = LABELS[gold[i]]
+                out.write(json.dumps(record, ensure_ascii=False) + "\n")
+            if gold is not None and label == LABELS[gold[i]]:
+                correct += 1
+        out.flush()
+        log.info("%d/%d pairs done", min(stop, len(premises)), len(premises))
+    if gold:
+        summary = f"accuracy {correct / len(gold):.4f} ({correct}/{len(gold)})"
+        if args.format == "tsv":
+            out.write(f"# {summary}\n")
+        else:
+            print(summary, file=sys.stderr)
 
 
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     single = args.premise is not None or args.hypothesis is not None
-    if single and (args.premise is None or args.hypothesis is None):
-        parser.error("--premise and --hypothesis go together")
-    if single == (args.tsv is not None):
-        parser.error("give either --premise/--hypothesis or --tsv")
-    if args.batch_size < 1:
+    if args.command != "predict":
+        if single or args.tsv is not None:
+            parser.error(
+                f"{args.command} takes no pairs (--premise/--hypothesis/--tsv)"
+            )
+    else:
+        if single and (args.premise is None or args.hypothesis is None):
+            parser.error("--premise and --hypothesis go together")
+        if single == (args.tsv is not None):
+            parser.error("give either --premise/--hypothesis or --tsv")
+    if args.batch_size is not None and args.batch_size < 1:
         parser.error("--batch-size must be >= 1")
+    if args.server is None:
+        args.server = REST_SERVER if args.rest else GRPC_SERVER
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     log = logging.getLogger("serving.client")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import grpc
-
-    from serving.nli_client import NliClient
-    from serving.pair_tsv import PairTsv
-
+    gold = lines = None
     try:
-        if single:
-            premises, hypotheses, gold = [args.premise], [args.hypothesis], None
-        else:
-            pairs = PairTsv(args.tsv)
-            premises, hypotheses, gold = pairs.premises, pairs.hypotheses, pairs.labels
-        root = None
-        if args.ssl_ca_cert:
-            with open(args.ssl_ca_cert, "rb") as f:
-                root = f.read()
+        if args.command == "predict":
+            if single:
+                premises, hypotheses = [args.premise], [args.hypothesis]
+            else:
+                from serving.pair_tsv import PairTsv
+
+                pairs = PairTsv(args.tsv)
+                premises, hypotheses = pairs.premises, pairs.hypotheses
+                gold, lines = pairs.labels, pairs.line_numbers
+        client = connect(args)
     except (OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    client = NliClient(
-        args.server,
-        model_name=args.model_name,
-        signature_name=args.signature_name,
-        version=args.version,
-        version_label=args.version_label,
-        timeout=args.timeout,
-        root_certificates=root,
-        ssl_target_name=args.ssl_target_name,
-    )
-    print("label\t" + "\t".join(f"p_{name}" for name in LABELS))
-    correct = 0
     try:
-        for start in range(0, len(premises), args.batch_size):
-            stop = start + args.batch_size
-            labels, probs = client.predict(premises[start:stop], hypotheses[start:stop])
-            for i, (label, row) in enumerate(zip(labels, probs, strict=True)):
-                print(label + "\t" + "\t".join(f"{p:.6f}" for p in row))
-                if gold is not None and label == LABELS[gold[start + i]]:
-                    correct += 1
-            log.info("%d/%d pairs done", min(stop, len(premises)), len(premises))
-    except grpc.RpcError as err:
-        print(
-            f"error: {args.server} answered {err.code().name}: {err.details()}",
-            file=sys.stderr,
-        )
+        if args.command == "predict":
+            predict(args, client, premises, hypotheses, gold, lines, log)
+        else:
+            answer = (
+                client.metadata() if args.command == "metadata" else client.status()
+            )
+            print(json.dumps(answer, indent=1, ensure_ascii=False))
+    except Exception as err:
+        message = failure(args, err)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
         return 1
     finally:
         client.close()
-    if gold is not None and gold:
-        print(f"# accuracy {correct / len(gold):.4f} ({correct}/{len(gold)})")
     return 0
 
 

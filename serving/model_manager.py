@@ -68,6 +68,7 @@ class ModelManager:
             }
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._draining = threading.Event()
         self._thread = None
 
     @classmethod
@@ -121,19 +122,35 @@ class ModelManager:
         )
         self._thread.start()
 
-    def stop(self) -> None:
-        """Stop polling and unload everything (queued batches finish first)."""
+    def drain(self) -> None:
+        """Answer every new request UNAVAILABLE from now on (shutting down).
+
+        Requests that already hold a servable go on to finish.
+        """
+        self._draining.set()
+
+    def stop(self, timeout: float | None = None) -> bool:
+        """Stop polling and unload everything; True if nothing was left undone.
+
+        Queued batches run first, for up to ``timeout`` seconds (None: no
+        limit); requests still queued after that are answered UNAVAILABLE.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self._draining.set()
         self._stop.set()
         if self._thread is not None:
-            self._thread.join()
+            self._thread.join(None if deadline is None else max(0.0, timeout))
         with self._lock:
             servables = [
                 s for m in self._models.values() for s in m["servables"].values()
             ]
             for m in self._models.values():
                 m["servables"] = {}
+        clean = True
         for servable in servables:
-            servable.close()
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            clean = servable.close(timeout=left) and clean
+        return clean
 
     def _poll_loop(self) -> None:
         while not self._stop.wait(self.poll_seconds):
@@ -268,16 +285,23 @@ class ModelManager:
         if choice == "version_label":
             label = spec.version_label
             if label not in model["labels"]:
+                # TF Serving: INVALID_ARGUMENT "Unrecognized servable version
+                # label: X" (ServerCore::GetModelVersionForLabel, server_core.cc).
                 known = ", ".join(sorted(model["labels"])) or "none"
-                raise RequestError.not_found(
-                    f"unknown version label {label!r} for model {name!r} "
-                    f"(labels: {known})"
+                raise RequestError.invalid(
+                    f"Unrecognized servable version label: {label} (model "
+                    f"{name!r} has labels: {known})"
                 )
             return model["labels"][label]
         return None
 
     def resolve(self, spec) -> Servable:
         """The loaded servable for a ``ModelSpec`` (latest, version or label)."""
+        if self._draining.is_set():
+            raise RequestError.unavailable(
+                "the server is shutting down; send the request to another replica "
+                "or retry once it is back"
+            )
         model = self._model(spec.name)
         version = self._version_of(spec.name, model, spec)
         with self._lock:

@@ -1,14 +1,11 @@
 """A gRPC server speaking TF Serving's PredictionService and ModelService."""
 
 import logging
+import time
 from concurrent import futures
 from pathlib import Path
 
 import grpc
-from tensorflow_serving.apis import (
-    model_service_pb2_grpc,
-    prediction_service_pb2_grpc,
-)
 
 from serving.model_manager import ModelManager
 from serving.model_servicer import ModelServicer
@@ -18,13 +15,18 @@ log = logging.getLogger(__name__)
 
 
 class ModelServer:
-    """Binds the servicers to ``host:port`` (TLS when a cert and key are given).
+    """Binds the servicers to ``host:port`` (TLS when a cert and key are given),
+    and TF Serving's REST API to ``host:rest_port`` when ``rest_port`` is not
+    None (0: any free port), both answering from one model manager.
 
     Example:
         >>> manager = ModelManager.for_model("nli", "models/nli")
-        >>> server = ModelServer(manager, port=0)
+        >>> server = ModelServer(manager, port=0, rest_port=0)
         >>> port = server.start()
+        >>> server.bound_rest_port
+        40123
         >>> server.stop(grace=10)
+        True
     """
 
     def __init__(
@@ -36,6 +38,7 @@ class ModelServer:
         ssl_cert=None,
         ssl_key=None,
         max_message_bytes: int = 16 * 1024 * 1024,
+        rest_port: int | None = None,
     ):
         if (ssl_cert is None) != (ssl_key is None):
             raise ValueError("TLS needs both a certificate and a key")
@@ -46,8 +49,12 @@ class ModelServer:
         self.ssl_cert = ssl_cert
         self.ssl_key = ssl_key
         self.max_message_bytes = max_message_bytes
+        self.rest_port = rest_port
         self.server = None
+        self.rest = None
+        self.predictions = None
         self.bound_port = None
+        self.bound_rest_port = None
 
     def start(self) -> int:
         """Load the models, start listening; returns the bound port."""
@@ -61,12 +68,11 @@ class ModelServer:
             futures.ThreadPoolExecutor(self.max_threads, thread_name_prefix="grpc"),
             options=options,
         )
-        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-            PredictionServicer(self.manager), server
-        )
-        model_service_pb2_grpc.add_ModelServiceServicer_to_server(
-            ModelServicer(self.manager), server
-        )
+        predictions = PredictionServicer(self.manager)
+        models = ModelServicer(self.manager)
+        predictions.add_to_server(server)
+        self.predictions = predictions
+        models.add_to_server(server)
         address = f"{self.host}:{self.port}"
         if ":" in self.host and not self.host.startswith("["):
             address = f"[{self.host}]:{self.port}"
@@ -94,16 +100,69 @@ class ModelServer:
             port,
             "TLS" if self.ssl_cert is not None else "plaintext",
         )
+        if self.rest_port is not None:
+            from serving.rest_api import RestApi, RestServer
+
+            self.rest = RestServer(
+                RestApi(predictions, models, max_body_bytes=self.max_message_bytes),
+                host=self.host,
+                port=self.rest_port,
+                ssl_context=(
+                    (str(self.ssl_cert), str(self.ssl_key))
+                    if self.ssl_cert is not None
+                    else None
+                ),
+            )
+            try:
+                self.bound_rest_port = self.rest.start()
+            except OSError:
+                self.rest = None
+                self.server.stop(0)
+                self.manager.stop()
+                raise
+            log.info(
+                "REST API on %s://%s:%d/v1/models/",
+                "https" if self.ssl_cert is not None else "http",
+                self.host,
+                self.bound_rest_port,
+            )
         return port
 
-    def stop(self, grace: float = 10.0) -> None:
-        """Refuse new RPCs, let in-flight ones finish (up to ``grace`` s), unload."""
-        if self.server is not None:
-            log.info("shutting down: finishing in-flight requests (grace %.0fs)", grace)
-            self.server.stop(grace).wait()
+    def stop(self, grace: float = 10.0) -> bool:
+        """Shut down within ``grace`` seconds; True if every request finished.
+
+        New requests get UNAVAILABLE (gRPC) / 503 (REST) at once; in-flight ones
+        have until ``grace`` s to finish; after that, requests still queued for a
+        batch are answered UNAVAILABLE and RPCs still running are cancelled
+        (their model calls cannot be interrupted: ``python -m serving.server``
+        exits anyway, see ``serving.server.run``).
+        """
+        deadline = time.monotonic() + grace
+        log.info("shutting down: finishing in-flight requests (grace %.0fs)", grace)
+        self.manager.drain()
+        stopped = self.server.stop(grace) if self.server is not None else None
+        clean = True
+        if self.rest is not None:
+            clean = self.rest.stop(max(0.0, deadline - time.monotonic()))
+            self.rest = None
+        if stopped is not None:
+            stopped.wait(max(0.0, deadline - time.monotonic()))
+            # gRPC cancels RPCs still running at the deadline, but their threads
+            # go on computing: count them as left undone.
+            clean = self.predictions.in_flight.wait_idle(0.05) and clean
             self.server = None
-        self.manager.stop()
-        log.info("shutdown complete")
+        clean = (
+            self.manager.stop(timeout=max(0.0, deadline - time.monotonic())) and clean
+        )
+        if clean:
+            log.info("shutdown complete")
+        else:
+            log.warning(
+                "shutdown complete; some requests were still running after the "
+                "%.0fs grace period and were cancelled",
+                grace,
+            )
+        return clean
 
     def wait(self, timeout=None) -> bool:
         """Block until the server stops (or ``timeout`` seconds pass)."""

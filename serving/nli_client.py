@@ -2,16 +2,31 @@
 
 import grpc
 import numpy as np
-from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+from tensorflow.core.framework import tensor_pb2
+from tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
+
+from serving.metadata_fields import REQUEST_LIMITS_FIELD, SIGNATURE_DEF_FIELD
+from serving.tensor_proto import string_tensor, to_array
+
+_JSON_OPTIONS = dict(
+    preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+)
 
 
 class NliClient:
     """Sends premise/hypothesis batches to ``Predict`` and reads the answers.
 
-    Speaks only the standard PredictionService API (string inputs ``premise`` and
-    ``hypothesis``; outputs ``probabilities`` and ``label_name``), so it works
-    unchanged against ``tensorflow_model_server``. RPC failures surface as
-    ``grpc.RpcError``.
+    Speaks only the standard PredictionService/ModelService API (string inputs
+    ``premise`` and ``hypothesis``; outputs ``probabilities`` and
+    ``label_name``), so it works unchanged against ``tensorflow_model_server``.
+    It does not import TensorFlow itself (see :mod:`serving.proto_imports`).
+    RPC failures surface as ``grpc.RpcError``.
 
     Example:
         >>> with NliClient("127.0.0.1:8500") as client:
@@ -34,6 +49,7 @@ class NliClient:
     ):
         if version is not None and version_label is not None:
             raise ValueError("give a version or a version label, not both")
+        self.target = target
         self.model_name = model_name
         self.signature_name = signature_name
         self.version = version
@@ -51,45 +67,94 @@ class NliClient:
         else:
             self.channel = grpc.insecure_channel(target, options=options)
         self.stub = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
+        self.models = model_service_pb2_grpc.ModelServiceStub(self.channel)
         self.last_model_spec = None
+
+    def _fill_spec(self, spec, signature: bool = True) -> None:
+        spec.name = self.model_name
+        if signature:
+            spec.signature_name = self.signature_name
+        if self.version is not None:
+            spec.version.value = self.version
+        if self.version_label is not None:
+            spec.version_label = self.version_label
 
     def request(self, premises, hypotheses) -> predict_pb2.PredictRequest:
         """The PredictRequest for a batch of pairs."""
-        import tensorflow as tf
-
         request = predict_pb2.PredictRequest()
-        request.model_spec.name = self.model_name
-        request.model_spec.signature_name = self.signature_name
-        if self.version is not None:
-            request.model_spec.version.value = self.version
-        if self.version_label is not None:
-            request.model_spec.version_label = self.version_label
+        self._fill_spec(request.model_spec)
         for name, texts in (("premise", premises), ("hypothesis", hypotheses)):
-            values = np.array(
-                [t.encode("utf-8") if isinstance(t, str) else t for t in texts],
-                dtype=object,
-            )
-            request.inputs[name].CopyFrom(
-                tf.make_tensor_proto(values, shape=[len(values)])
-            )
+            request.inputs[name].CopyFrom(string_tensor(texts, tensor_pb2.TensorProto))
         request.output_filter.extend(["probabilities", "label_name"])
         return request
 
     def predict(self, premises, hypotheses) -> tuple[list[str], np.ndarray]:
         """Label names and ``[batch, 3]`` float32 probabilities for the pairs."""
-        import tensorflow as tf
-
         if len(premises) != len(hypotheses):
             raise ValueError("premises and hypotheses differ in length")
         response = self.stub.Predict(
             self.request(premises, hypotheses), timeout=self.timeout
         )
         self.last_model_spec = response.model_spec
-        probabilities = tf.make_ndarray(response.outputs["probabilities"])
-        labels = [
-            v.decode("utf-8") for v in tf.make_ndarray(response.outputs["label_name"])
-        ]
+        probabilities = to_array(response.outputs["probabilities"])
+        labels = [v.decode("utf-8") for v in to_array(response.outputs["label_name"])]
         return labels, probabilities
+
+    def metadata(self) -> dict:
+        """GetModelMetadata (signature_def) as JSON-ready dict, like the REST API."""
+        from google.protobuf import json_format
+
+        request = get_model_metadata_pb2.GetModelMetadataRequest()
+        self._fill_spec(request.model_spec, signature=False)
+        request.metadata_field.append(SIGNATURE_DEF_FIELD)
+        response = self.stub.GetModelMetadata(request, timeout=self.timeout)
+        signature_map = get_model_metadata_pb2.SignatureDefMap()
+        response.metadata[SIGNATURE_DEF_FIELD].Unpack(signature_map)
+        result = {
+            "model_spec": json_format.MessageToDict(
+                response.model_spec, **_JSON_OPTIONS
+            ),
+            "metadata": {
+                SIGNATURE_DEF_FIELD: json_format.MessageToDict(
+                    signature_map, **_JSON_OPTIONS
+                )
+            },
+        }
+        limits = self.request_limits()
+        if limits is not None:
+            result["metadata"][REQUEST_LIMITS_FIELD] = limits
+        return result
+
+    def request_limits(self) -> dict | None:
+        """This server's request limits, or None from a server without them
+        (tensorflow_model_server answers INVALID_ARGUMENT for the field)."""
+        from google.protobuf import struct_pb2
+
+        request = get_model_metadata_pb2.GetModelMetadataRequest()
+        self._fill_spec(request.model_spec, signature=False)
+        request.metadata_field.append(REQUEST_LIMITS_FIELD)
+        try:
+            response = self.stub.GetModelMetadata(request, timeout=self.timeout)
+        except grpc.RpcError as err:
+            if err.code() in (
+                grpc.StatusCode.INVALID_ARGUMENT,
+                grpc.StatusCode.UNIMPLEMENTED,
+            ):
+                return None
+            raise
+        limits = struct_pb2.Struct()
+        if not response.metadata[REQUEST_LIMITS_FIELD].Unpack(limits):
+            return None
+        return {k: int(v) for k, v in limits.items()}
+
+    def status(self) -> dict:
+        """GetModelStatus as a JSON-ready dict, like the REST API."""
+        from google.protobuf import json_format
+
+        request = get_model_status_pb2.GetModelStatusRequest()
+        self._fill_spec(request.model_spec, signature=False)
+        response = self.models.GetModelStatus(request, timeout=self.timeout)
+        return json_format.MessageToDict(response, **_JSON_OPTIONS)
 
     def close(self) -> None:
         """Close the channel."""

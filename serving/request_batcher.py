@@ -109,7 +109,7 @@ class RequestBatcher:
         """Pop the next batch (caller holds the lock; ``_pending`` is not empty)."""
         if self.timeout > 0:
             deadline = time.monotonic() + self.timeout
-            while self._queued_rows < self.max_batch_size:
+            while self._queued_rows < self.max_batch_size and not self._closed:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
@@ -165,9 +165,40 @@ class RequestBatcher:
             for item in batch:
                 item.error = err
 
-    def close(self) -> None:
-        """Stop batching: queued requests still run; new ones run on their own."""
+    def close(self, timeout: float | None = None) -> bool:
+        """Stop batching: queued requests still run; new ones run on their own.
+
+        Waits up to ``timeout`` seconds (None: no limit) for the queue to empty;
+        requests still queued then are answered UNAVAILABLE (batches already
+        running cannot be stopped). Returns True if nothing was left undone.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             self._closed = True
+            self._cond.notify_all()  # a leader waiting for its batch to fill
             while self._pending or self._running:
-                self._cond.wait()
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    break
+                self._cond.wait(left)
+            if not (self._pending or self._running):
+                return True
+            dropped = 0
+            for item in self._pending:
+                if not item.promoted:
+                    item.error = RequestError.unavailable(
+                        "the server shut down before this request's batch ran"
+                    )
+                    item.done = True
+                    dropped += 1
+            self._pending = collections.deque(i for i in self._pending if not i.done)
+            self._queued_rows = sum(i.rows for i in self._pending)
+            self._cond.notify_all()
+        log.warning(
+            "%s: %d queued request(s) answered UNAVAILABLE, %d batch(es) still "
+            "running at shutdown",
+            self.name,
+            dropped,
+            self._running,
+        )
+        return False

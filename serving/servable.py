@@ -83,15 +83,35 @@ class Servable:
 
     # -- signatures ---------------------------------------------------------------
 
-    def signature(self, name: str):
-        """The SignatureDef called ``name`` (empty: serving_default) or NOT_FOUND."""
+    def signature(self, name: str, method: str = "predict"):
+        """The SignatureDef called ``name`` (empty: serving_default), or an error.
+
+        The status follows TF Serving: for Predict an unknown signature is
+        FAILED_PRECONDITION ``Serving signature key "X" not found.``
+        (servables/tensorflow/predict_util.cc); for Classify it is
+        INVALID_ARGUMENT ``No signature was found with the name: X``
+        (servables/tensorflow/classifier.cc).
+        """
         name = name or DEFAULT_SIGNATURE
         if name not in self.functions:
-            raise RequestError.not_found(
-                f"signature {name!r} not found in model {self.name!r} version "
-                f"{self.version}; available: {', '.join(sorted(self.functions))}"
+            available = ", ".join(sorted(self.functions))
+            if method == "classify":
+                raise RequestError.invalid(
+                    f"No signature was found with the name: {name} (model "
+                    f"{self.name!r} version {self.version} has: {available})"
+                )
+            raise RequestError.failed_precondition(
+                f'Serving signature key "{name}" not found. (model {self.name!r} '
+                f"version {self.version} has: {available})"
             )
         return name, self.signature_defs[name]
+
+    def request_limits(self) -> dict[str, int]:
+        """The limits :meth:`prepare` enforces, as served in the model metadata."""
+        return {
+            "max_request_batch_size": self.max_request_batch_size,
+            "max_string_bytes": self.max_string_bytes,
+        }
 
     # -- request checks ---------------------------------------------------------
 
@@ -123,7 +143,7 @@ class Servable:
                     f"signature {name!r} expects "
                     f"{types_pb2.DataType.Name(info.dtype)}"
                 )
-            got = [d.size for d in proto.tensor_shape.dim]
+            got = check_tensor_shape(key, proto)
             if not info.tensor_shape.unknown_rank:
                 want = [d.size for d in info.tensor_shape.dim]
                 if len(got) != len(want) or any(
@@ -140,6 +160,7 @@ class Servable:
                         f"{self.max_request_batch_size}"
                     )
                 batch_sizes[key] = got[0]
+            check_value_count(key, proto, got)
             try:
                 arrays[key] = tf.make_ndarray(proto)
             except Exception as err:  # malformed TensorProto content
@@ -315,10 +336,79 @@ class Servable:
             serialized.append(example.SerializeToString())
         return np.array(serialized, dtype=object)
 
-    def close(self) -> None:
-        """Finish queued batches and stop batch threads; requests then run directly."""
+    def close(self, timeout: float | None = None) -> bool:
+        """Finish queued batches (for up to ``timeout`` s); True if all finished.
+
+        Requests still queued after ``timeout`` are answered UNAVAILABLE; after
+        closing, requests run directly.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
             self._closed = True
             batchers, self._batchers = list(self._batchers.values()), {}
+        clean = True
         for batcher in batchers:
-            batcher.close()
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            clean = batcher.close(timeout=left) and clean
+        return clean
+
+
+# TensorProto field holding the values of each dtype (tensor.proto), and the
+# bytes per value in ``tensor_content``.
+_VALUE_FIELDS = {
+    1: ("float_val", 4),  # DT_FLOAT
+    2: ("double_val", 8),  # DT_DOUBLE
+    3: ("int_val", 4),  # DT_INT32
+    4: ("int_val", 1),  # DT_UINT8
+    5: ("int_val", 2),  # DT_INT16
+    6: ("int_val", 1),  # DT_INT8
+    7: ("string_val", None),  # DT_STRING
+    9: ("int64_val", 8),  # DT_INT64
+    10: ("bool_val", 1),  # DT_BOOL
+}
+
+
+def check_tensor_shape(key: str, proto) -> list[int]:
+    """The dimensions of a request TensorProto; INVALID_ARGUMENT if impossible.
+
+    TensorFlow's ``Tensor::FromProto`` fails on a negative dimension or an
+    unknown rank, which TF Serving answers with INVALID_ARGUMENT
+    ("tensor parsing error", servables/tensorflow/predict_util.cc); numpy
+    would instead read -1 as "infer this dimension", so check it here.
+    """
+    got = [d.size for d in proto.tensor_shape.dim]
+    if proto.tensor_shape.unknown_rank:
+        raise RequestError.invalid(
+            f"tensor parsing error: {key}: the shape has an unknown rank; give "
+            f"every dimension"
+        )
+    if any(size < 0 for size in got):
+        raise RequestError.invalid(
+            f"tensor parsing error: {key}: shape {got} has a negative dimension; "
+            f"every dimension must be >= 0"
+        )
+    return got
+
+
+def check_value_count(key: str, proto, shape: list[int]) -> None:
+    """INVALID_ARGUMENT unless ``proto`` holds exactly one value per element."""
+    field = _VALUE_FIELDS.get(proto.dtype)
+    if field is None:
+        return
+    name, itemsize = field
+    wanted = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    if proto.tensor_content and itemsize is not None:
+        size = len(proto.tensor_content)
+        if size % itemsize:
+            raise RequestError.invalid(
+                f"tensor parsing error: {key}: tensor_content holds {size} bytes, "
+                f"not a whole number of {itemsize}-byte values"
+            )
+        count = size // itemsize
+    else:
+        count = len(getattr(proto, name))
+    if count != wanted:
+        raise RequestError.invalid(
+            f"tensor parsing error: {key}: shape {shape} needs {wanted} value(s) "
+            f"but the tensor holds {count}"
+        )

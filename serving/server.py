@@ -1,8 +1,9 @@
-"""Serve exported models over TF Serving's gRPC API (a stand-in for
+"""Serve exported models over TF Serving's gRPC and REST APIs (a stand-in for
 ``tensorflow_model_server`` for local use and tests).
 
 Usage:
-    python -m serving.server --model-base-path models/nli --port 8500
+    python -m serving.server --model-base-path models/nli --port 8500 \
+        --rest-api-port 8501
     python -m serving.server --model-config-file serving/models.config \
         --enable-batching --batching-parameters-file serving/batching.config
 """
@@ -22,10 +23,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m serving.server",
         description=(
             "gRPC server implementing TF Serving's PredictionService (Predict, "
-            "Classify, GetModelMetadata) and ModelService (GetModelStatus) for "
-            "SavedModels in the MODEL_BASE/<version> layout. Serves the newest "
-            "version, picks up new versions without a restart and shuts down "
-            "gracefully on SIGTERM."
+            "Classify, GetModelMetadata) and ModelService (GetModelStatus), plus "
+            "TF Serving's REST API (/v1/models/...), for SavedModels in the "
+            "MODEL_BASE/<version> layout. Serves the newest version, picks up new "
+            "versions without a restart and shuts down within --shutdown-grace-s "
+            "on SIGTERM."
         ),
     )
     src = parser.add_argument_group("models")
@@ -71,7 +73,16 @@ def build_parser() -> argparse.ArgumentParser:
     net.add_argument(
         "--port", type=int, default=8500, help="gRPC port (default: %(default)s)"
     )
-    net.add_argument("--ssl-cert", help="PEM server certificate; enables TLS")
+    net.add_argument(
+        "--rest-api-port",
+        type=int,
+        default=8501,
+        help="port of the REST API (POST /v1/models/NAME:predict, ...); 0 turns "
+        "it off (default: %(default)s, the port of TF Serving's Docker image)",
+    )
+    net.add_argument(
+        "--ssl-cert", help="PEM server certificate; enables TLS (gRPC and HTTPS)"
+    )
     net.add_argument("--ssl-key", help="PEM private key for --ssl-cert")
     net.add_argument(
         "--grpc-max-threads",
@@ -86,11 +97,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="largest request/response message (default: %(default)s)",
     )
     net.add_argument(
+        "--shutdown-grace-s",
         "--grace-seconds",
+        dest="shutdown_grace_s",
         type=float,
-        default=30.0,
-        help="on SIGTERM/SIGINT, how long in-flight requests may take to finish "
-        "(default: %(default)s)",
+        default=20.0,
+        help="on SIGTERM/SIGINT, new requests get UNAVAILABLE at once and "
+        "in-flight ones get this long to finish; the process exits by then even "
+        "if model calls are still running (default: %(default)s; below the 30 s "
+        "a Kubernetes pod gets before SIGKILL)",
     )
     tfg = parser.add_argument_group("tensorflow")
     tfg.add_argument(
@@ -162,6 +177,10 @@ def main(argv=None) -> int:
         parser.error("give --model-base-path or --model-config-file")
     if (args.ssl_cert is None) != (args.ssl_key is None):
         parser.error("--ssl-cert and --ssl-key go together")
+    if args.shutdown_grace_s < 0:
+        parser.error("--shutdown-grace-s must be >= 0")
+    if args.rest_api_port and args.rest_api_port == args.port:
+        parser.error("--rest-api-port must differ from --port (0 turns REST off)")
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -219,6 +238,7 @@ def main(argv=None) -> int:
             ssl_cert=args.ssl_cert,
             ssl_key=args.ssl_key,
             max_message_bytes=args.max_message_bytes,
+            rest_port=args.rest_api_port or None,
         )
         if batching.enabled:
             log.info("batching on: %s", batching)
@@ -231,9 +251,19 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     while not stop.wait(0.5):
         pass
-    server.stop(grace=args.grace_seconds)
+    server.stop(grace=args.shutdown_grace_s)
     return 0
 
 
+def run(argv=None) -> None:
+    """``main``, then exit at once: threads still computing a cancelled
+    request (past the grace period) must not hold the process up."""
+    code = main(argv)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

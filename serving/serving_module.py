@@ -2,6 +2,8 @@
 
 import tensorflow as tf
 
+from keras_metaopt.data import trim_to_longest
+
 PREDICT_SIGNATURE = "serving_default"
 TOKEN_IDS_SIGNATURE = "predict_token_ids"
 CLASSIFY_SIGNATURE = "classify"
@@ -18,10 +20,12 @@ class ServingModule(tf.Module):
     * ``serving_default``: string ``premise``/``hypothesis`` ``[batch]`` ->
       ``probabilities`` float32 ``[batch, 3]``, ``label`` int32, ``label_name``
       string. Tokenized in the graph by the classifier's own preprocessor
-      (tensorflow-text ops), so truncation and packing are exactly as in training.
+      (tensorflow-text ops), so truncation and packing are exactly as in training;
+      the encoder then runs on the batch's longest pair only (length-aware).
     * ``predict_token_ids``: the backbone's own inputs (``token_ids``, optional
       ``segment_ids``, ``padding_mask``; int32 ``[batch, sequence_length]``), same
-      outputs, for servers whose tf-text ops differ from the training version.
+      outputs, for servers whose tf-text ops differ from the training version;
+      trailing columns that are padding in every row are not run.
     * ``classify``: serialized ``tf.Example`` (features ``premise``, ``hypothesis``)
       -> ``classes`` string ``[batch, 3]``, ``scores`` float32 ``[batch, 3]``.
 
@@ -96,10 +100,28 @@ class ServingModule(tf.Module):
         }
 
     def _serve_text(self, premise, hypothesis):
-        return self._outputs(self.tokenize(premise, hypothesis))
+        ids = self.tokenize(premise, hypothesis)
+        if "padding_mask" in ids:
+            # Length-aware: run the encoder on the batch's longest pair, not on
+            # sequence_length. The packer pads at the end and attention masks
+            # the padding, so outputs are unchanged (the export check compares
+            # them with the fully padded in-memory model, atol 1e-5).
+            ids, _ = trim_to_longest(ids, None)
+        return self._outputs(ids)
 
     def _serve_token_ids(self, *ids):
-        return self._outputs(dict(zip(self.id_inputs, ids, strict=True)))
+        ids = dict(zip(self.id_inputs, ids, strict=True))
+        if "padding_mask" in ids:
+            # Clients pad as they like, so cut only the trailing columns that are
+            # padding in every row (exact wherever the padding sits).
+            used = tf.reduce_any(tf.not_equal(ids["padding_mask"], 0), axis=0)
+            last = tf.argmax(
+                tf.reverse(tf.cast(used, tf.int32), [0]), output_type=tf.int32
+            )
+            width = tf.shape(used)[0]
+            length = tf.where(tf.reduce_any(used), width - last, width)
+            ids = {k: v[:, :length] for k, v in ids.items()}
+        return self._outputs(ids)
 
     def _serve_classify(self, inputs):
         features = tf.io.parse_example(

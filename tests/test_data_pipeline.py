@@ -139,6 +139,8 @@ def test_trim_to_longest_rounds_up_and_caps():
         return trimmed["token_ids"].shape[1]
 
     assert [width(1), width(4), width(8), width(16)] == [5, 8, 8, 11]
+    empty = {"token_ids": tf.ones([0, 11], tf.int32), "padding_mask": mask[:0]}
+    assert data.trim_to_longest(empty, None)[0]["token_ids"].shape == (0, 1)
 
 
 def test_length_bucketing_groups_similar_lengths():

@@ -268,6 +268,8 @@ def start_server(base: Path, batching: bool, args, logfile: Path):
         str(port),
         "--tensorflow-intra-op-parallelism",
         str(args.intra_op_threads),
+        "--rest-api-port",
+        "0",  # gRPC only here; tools/bench_client.py times the REST API
     ]
     if batching:
         cmd += [

@@ -89,9 +89,11 @@ def trim_to_longest(features, labels, pad_to_multiple_of=1):
 
     Every feature of rank >= 2 is cut along axis 1 to `max(sum(padding_mask))`,
     rounded up to a multiple of `pad_to_multiple_of` (capped at the padded
-    length). Assumes padding at the end, as keras-hub packers produce.
+    length), and at least 1 (an empty batch keeps one column). Assumes padding
+    at the end, as keras-hub packers produce. The exported serving signature
+    trims its batches with this too.
     """
-    length = tf.reduce_max(_real_lengths(features))
+    length = tf.maximum(tf.reduce_max(_real_lengths(features)), 1)
     padded = tf.shape(features["padding_mask"])[1]
     if pad_to_multiple_of > 1:
         multiple = tf.constant(pad_to_multiple_of, length.dtype)

@@ -105,8 +105,9 @@ def server(model_base):
         batching=BatchingConfig(enabled=True, max_batch_size=16),
         poll_seconds=0.5,
     )
-    srv = ModelServer(manager, port=0)
+    srv = ModelServer(manager, port=0, rest_port=0)
     port = srv.start()
     srv.address = f"127.0.0.1:{port}"
+    srv.rest_url = f"http://127.0.0.1:{srv.bound_rest_port}"
     yield srv
     srv.stop(grace=5)

@@ -1,7 +1,9 @@
 """Command lines: client (subprocess and in-process), --help, SIGTERM shutdown."""
 
+import json
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -154,8 +156,10 @@ def test_sigterm_lets_in_flight_requests_finish(model_base, reference, tmp_path)
                 "64",
                 "--batch-timeout-micros",
                 "3000000",
-                "--grace-seconds",
+                "--grace-seconds",  # the old name of --shutdown-grace-s
                 "20",
+                "--rest-api-port",
+                "0",
             ],
             cwd=REPO,
             stdout=subprocess.DEVNULL,
@@ -205,3 +209,145 @@ def test_server_refuses_a_missing_base_path(tmp_path, capsys):
     argv = ["--model-base-path", str(tmp_path / "nowhere"), "--port", "0"]
     assert server.main(argv) == 1
     assert "is not a directory" in capsys.readouterr().err
+
+
+def test_client_splits_a_tsv_within_the_server_limit(server, reference, tmp_path):
+    rows = [f"{p}\t{h}".encode() for p, h in PAIRS] * 75  # 600 pairs
+    tsv = write_tsv(tmp_path / "pairs.tsv", rows, "premise\thypothesis")
+    done = run_module(
+        "serving.client", "--server", server.address, "--tsv", str(tsv),
+        "--batch-size", "1000", "--log-level", "INFO",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "--batch-size 1000 is over the server's limit; using 256" in done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 601
+    probs = np.array([[float(v) for v in line.split("\t")[1:]] for line in lines[1:]])
+    expected = np.tile(reference["probabilities"], (75, 1))
+    np.testing.assert_allclose(probs, expected, atol=1e-6, rtol=0)
+
+
+class _Limits:
+    def __init__(self, limits):
+        self.limits = limits
+
+    def request_limits(self):
+        return self.limits
+
+
+@pytest.mark.parametrize(
+    "flag,limits,expected",
+    [
+        (1000, {"max_request_batch_size": 256}, 256),
+        (None, {"max_request_batch_size": 256}, 256),
+        (10, {"max_request_batch_size": 256}, 10),
+        (None, None, 32),  # tensorflow_model_server: no limit in its metadata
+        (1000, None, 1000),
+    ],
+)
+def test_client_batch_size(flag, limits, expected):
+    args = client.build_parser().parse_args(
+        ["--tsv", "x"] + (["--batch-size", str(flag)] if flag else [])
+    )
+    log = client.logging.getLogger("test")
+    assert client.batch_size(args, _Limits(limits), 600, log) == expected
+
+
+def test_client_rest_jsonl_subprocess(server, reference, tmp_path):
+    gold = [0, 1, 2, 0, 1, 2, 0, 1]
+    rows = [f"{p}\t{h}\t{LABELS[g]}".encode() for (p, h), g in zip(PAIRS, gold)]
+    tsv = write_tsv(tmp_path / "pairs.tsv", rows)
+    rest = server.rest_url.removeprefix("http://")
+    done = run_module(
+        "serving.client", "--rest", "--server", rest, "--tsv", str(tsv),
+        "--format", "jsonl", "--batch-size", "3",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [r["line"] for r in records] == list(range(2, 10))
+    assert [r["gold"] for r in records] == [LABELS[g] for g in gold]
+    probs = np.array([[r["probabilities"][name] for name in LABELS] for r in records])
+    np.testing.assert_allclose(probs, reference["probabilities"], atol=1e-6, rtol=0)
+    predicted = reference["probabilities"].argmax(axis=1)
+    assert [r["label"] for r in records] == [LABELS[i] for i in predicted]
+    correct = int((predicted == np.array(gold)).sum())
+    assert done.stderr.strip() == f"accuracy {correct / 8:.4f} ({correct}/8)"
+
+
+def test_client_metadata_and_status_both_apis(server, capsys):
+    rest = ["--rest", "--server", server.rest_url.removeprefix("http://")]
+    grpc_args = ["--server", server.address]
+    answers = {}
+    for name, flags in (("grpc", grpc_args), ("rest", rest)):
+        for command in ("metadata", "status"):
+            assert client.main([command, *flags]) == 0
+            answers[name, command] = json.loads(capsys.readouterr().out)
+    assert (
+        answers["grpc", "status"]
+        == answers["rest", "status"]
+        == {
+            "model_version_status": [
+                {
+                    "version": "1",
+                    "state": "AVAILABLE",
+                    "status": {"error_code": "OK", "error_message": ""},
+                }
+            ]
+        }
+    )
+    assert answers["grpc", "metadata"] == answers["rest", "metadata"]
+    meta = answers["rest", "metadata"]
+    assert meta["model_spec"]["version"] == "1"
+    assert meta["metadata"]["request_limits"]["max_request_batch_size"] == 256
+    assert "serving_default" in meta["metadata"]["signature_def"]["signature_def"]
+
+
+def test_client_rest_errors(server, capsys):
+    rest = server.rest_url.removeprefix("http://")
+    argv = ["--rest", "--premise", "a", "--hypothesis", "b", "--timeout", "5"]
+    assert client.main([*argv, "--server", rest, "--model-name", "nope"]) == 1
+    assert capsys.readouterr().err.startswith(
+        f"error: {rest} answered HTTP 404: Servable not found for request: Latest(nope)"
+    )
+    port = free_port()
+    assert client.main([*argv, "--server", f"127.0.0.1:{port}"]) == 1
+    assert capsys.readouterr().err.startswith(
+        f"error: cannot reach http(s)://127.0.0.1:{port}: [Errno 111]"
+    )
+    with pytest.raises(SystemExit):
+        client.main(["status", "--premise", "a", "--hypothesis", "b"])
+    assert "status takes no pairs" in capsys.readouterr().err
+
+
+def test_client_does_not_import_tensorflow(server):
+    code = (
+        "import sys; from serving import client; "
+        f"rc = client.main(['--server', '{server.address}', '--premise', 'a', "
+        "'--hypothesis', 'b']); "
+        "heavy = [m for m in ('tensorflow.python', 'keras', 'keras_hub') "
+        "if m in sys.modules]; print('heavy:', heavy); sys.exit(rc)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "heavy: []"
+    assert (
+        done.stdout.splitlines()[0] == "label\tp_entailment\tp_neutral\tp_contradiction"
+    )
+
+
+def test_server_refuses_a_busy_rest_port(model_base, capsys):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        argv = ["--model-base-path", str(model_base), "--port", "0"]
+        assert server.main([*argv, "--rest-api-port", str(port)]) == 1
+    err = capsys.readouterr().err
+    assert f"cannot listen on 127.0.0.1:{port} for the REST API" in err
+    assert "pick another --rest-api-port (0 turns REST off)" in err
+    with pytest.raises(SystemExit):
+        server.main([*argv, "--port", "8600", "--rest-api-port", "8600"])
+    assert "--rest-api-port must differ from --port" in capsys.readouterr().err

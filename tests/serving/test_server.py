@@ -25,6 +25,7 @@ PREMISES = [p for p, _ in PAIRS]
 HYPOTHESES = [h for _, h in PAIRS]
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 NOT_FOUND = grpc.StatusCode.NOT_FOUND
+PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION
 
 
 def strings(values):
@@ -86,6 +87,24 @@ def test_round_trip_matches_in_process(server, reference):
         1,
         "serving_default",
     )
+
+
+def test_length_aware_batches_match_full_padding(stubs, reference):
+    """serving_default runs each batch at its longest pair's length; the outputs
+    equal the in-memory model's on pairs padded to sequence_length."""
+    predict, _ = stubs
+    for i in range(len(PAIRS)):  # each pair alone: trimmed to its own length
+        response = predict.Predict(
+            predict_request([PREMISES[i]], [HYPOTHESES[i]]), timeout=30
+        )
+        np.testing.assert_allclose(
+            tf.make_ndarray(response.outputs["probabilities"])[0],
+            reference["probabilities"][i],
+            atol=1e-5,
+            rtol=0,
+        )
+    response = predict.Predict(predict_request([], []), timeout=30)
+    assert tf.make_ndarray(response.outputs["probabilities"]).shape == (0, 3)
 
 
 def test_predict_output_filter_and_float_encoding(stubs):
@@ -181,6 +200,25 @@ def _token_ids(values, length=32):
     return request
 
 
+def _reshaped(request, key, dims):
+    shape = request.inputs[key].tensor_shape
+    del shape.dim[:]
+    for size in dims:
+        shape.dim.add().size = size
+    return request
+
+
+def _unknown_rank(request):
+    request.inputs["premise"].tensor_shape.unknown_rank = True
+    return request
+
+
+def _truncated(request, key):
+    tensor = request.inputs[key]
+    tensor.tensor_content = tensor.tensor_content[:-1]
+    return request
+
+
 def _malformed():
     request = predict_request(("a", "b", "c"), ("d", "e"))
     request.inputs["premise"].tensor_shape.dim[0].size = 2  # shape [2], 3 values
@@ -203,14 +241,15 @@ PREDICT_ERRORS = [
     (
         "unknown label",
         lambda: predict_request(version_label="canary"),
-        NOT_FOUND,
-        "unknown version label 'canary' for model 'nli'",
+        INVALID,
+        "Unrecognized servable version label: canary (model 'nli' has labels: none)",
     ),
     (
         "unknown signature",
         lambda: predict_request(signature_name="nope"),
-        NOT_FOUND,
-        "signature 'nope' not found in model 'nli' version 1",
+        PRECONDITION,
+        "Serving signature key \"nope\" not found. (model 'nli' version 1 has: "
+        "classify, predict_token_ids, serving_default)",
     ),
     (
         "missing input",
@@ -263,10 +302,44 @@ PREDICT_ERRORS = [
         "has batch size 257, over the limit of 256",
     ),
     (
-        "malformed tensor",
+        "more values than the shape holds",
         _malformed,
         INVALID,
-        "input 'premise' is not a valid TensorProto of shape [2]: cannot reshape",
+        "tensor parsing error: premise: shape [2] needs 2 value(s) but the tensor "
+        "holds 3",
+    ),
+    (
+        "negative dimension",
+        lambda: _reshaped(predict_request(), "premise", [-1]),
+        INVALID,
+        "tensor parsing error: premise: shape [-1] has a negative dimension; every "
+        "dimension must be >= 0",
+    ),
+    (
+        "negative inner dimension",
+        lambda: _reshaped(_token_ids(5), "token_ids", [-1, -32]),
+        INVALID,
+        "tensor parsing error: token_ids: shape [-1, -32] has a negative dimension",
+    ),
+    (
+        "unknown rank",
+        lambda: _unknown_rank(predict_request()),
+        INVALID,
+        "tensor parsing error: premise: the shape has an unknown rank",
+    ),
+    (
+        "tensor_content too short",
+        lambda: _reshaped(_token_ids(5), "segment_ids", [2, 32]),
+        INVALID,
+        "tensor parsing error: segment_ids: shape [2, 32] needs 64 value(s) but "
+        "the tensor holds 32",
+    ),
+    (
+        "tensor_content not whole values",
+        lambda: _truncated(_token_ids(5), "padding_mask"),
+        INVALID,
+        "tensor parsing error: padding_mask: tensor_content holds 127 bytes, not a "
+        "whole number of 4-byte values",
     ),
     (
         "unknown output",
@@ -317,6 +390,12 @@ CLASSIFY_ERRORS = [
         "input 'example 0.premise'[0] is not valid UTF-8",
     ),
     ("no examples", lambda: classify_request([]), INVALID, "input holds no examples"),
+    (
+        "unknown signature",
+        lambda: classify_request(signature="nope"),
+        INVALID,
+        "No signature was found with the name: nope",
+    ),
     (
         "predict signature",
         lambda: classify_request(signature=""),
@@ -393,6 +472,48 @@ def test_bad_metadata_and_status_requests(stubs):
         )
     # ...and the server still answers good requests.
     assert predict.Predict(predict_request(), timeout=30).model_spec.version.value == 1
+
+
+@pytest.mark.parametrize(
+    "method",
+    [
+        "/tensorflow.serving.PredictionService/Predict",
+        "/tensorflow.serving.PredictionService/Classify",
+        "/tensorflow.serving.PredictionService/GetModelMetadata",
+        "/tensorflow.serving.ModelService/GetModelStatus",
+    ],
+)
+def test_unparseable_request_is_invalid_argument_without_traceback(
+    server, stubs, method, caplog
+):
+    channel = grpc.insecure_channel(server.address)
+    call = channel.unary_unary(method)  # no serializers: raw bytes
+    caplog.set_level("DEBUG")
+    with pytest.raises(grpc.RpcError) as info:
+        call(b"\xff\xff\xff not a protobuf", timeout=30)
+    channel.close()
+    assert info.value.code() == INVALID
+    assert info.value.details().startswith("the request body is not a serialized ")
+    assert [r for r in caplog.records if r.exc_info or r.levelno >= 30] == []
+    predict, _ = stubs
+    assert predict.Predict(predict_request(), timeout=30).model_spec.version.value == 1
+
+
+def test_metadata_request_limits(stubs):
+    from google.protobuf import struct_pb2
+
+    predict, _ = stubs
+    request = get_model_metadata_pb2.GetModelMetadataRequest(
+        model_spec={"name": "nli"}, metadata_field=["request_limits"]
+    )
+    response = predict.GetModelMetadata(request, timeout=30)
+    assert list(response.metadata) == ["request_limits"]
+    limits = struct_pb2.Struct()
+    assert response.metadata["request_limits"].Unpack(limits)
+    assert dict(limits) == {
+        "max_request_batch_size": 256.0,
+        "max_string_bytes": 10000.0,
+    }
 
 
 def _hammer(address, clients, requests, expected, errors, versions, stop=None):
@@ -546,9 +667,14 @@ def test_tls_and_version_labels(model_base, certificate, reference, tmp_path):
     )
     cert, key = certificate
     srv = ModelServer(
-        ModelManager.from_config_file(config), port=0, ssl_cert=cert, ssl_key=key
+        ModelManager.from_config_file(config),
+        port=0,
+        ssl_cert=cert,
+        ssl_key=key,
+        rest_port=0,
     )
     address = f"127.0.0.1:{srv.start()}"
+    rest = f"127.0.0.1:{srv.bound_rest_port}"
     try:
         with NliClient(
             address, version_label="stable", root_certificates=cert.read_bytes()
@@ -562,5 +688,13 @@ def test_tls_and_version_labels(model_base, certificate, reference, tmp_path):
         ):
             plain.predict(["a"], ["b"])
         assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+        # The REST API is HTTPS with the same certificate.
+        from serving.rest_client import RestNliClient
+
+        with RestNliClient(rest, version_label="stable", ca_file=str(cert)) as c:
+            _, probs = c.predict(PREMISES, HYPOTHESES)
+        np.testing.assert_allclose(probs, reference["probabilities"], atol=1e-5, rtol=0)
+        with RestNliClient(rest, timeout=5) as plain, pytest.raises(OSError):
+            plain.predict(["a"], ["b"])  # plain HTTP to an HTTPS port
     finally:
         srv.stop(grace=5)
