@@ -17,9 +17,10 @@ import signal
 import sys
 import traceback
 
+from serving.log_level import LEVELS as LOG_LEVELS
+
 EXIT_BAD_INPUT = 2
 EXIT_ERROR = 1
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 def program_name(prog):

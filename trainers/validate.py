@@ -228,7 +228,7 @@ def check_preset(flag, preset, need_task=False):
     path = pathlib.Path(preset)
     if not path.exists():
         if need_task:
-            return f"{flag} {preset}: no such run or stage-1 directory", facts
+            return f"{flag} {preset}: no such directory", facts
         if preset in known_presets():
             return None, facts
         where = "directory" if ("/" in preset or preset.startswith(".")) else "name"
@@ -480,13 +480,10 @@ def start(plan, args):
 # ---- data ----------------------------------------------------------------
 def check_data(args, trainer, aux, status):
     """Reads every split of every stage that will run; problems, one line each."""
-    source = args.data_dir
-    if source not in data.loaders.TFDS_SOURCES:
-        try:
-            data.detect_layout(source)
-        except (OSError, ValueError) as err:
-            return [f"--data-dir {source}: {err}"]
-    problems, specs = [], {}
+    problems = check_data_dir(args.data_dir)
+    if problems:
+        return problems
+    specs = {}
     for dest, flag in SPLIT_FLAGS.items():
         try:
             specs[dest] = data.SplitSpec.parse(getattr(args, dest))
@@ -535,17 +532,57 @@ def _one_line(err):
 
 def _load(args, split, lang, flag):
     """Loads and keeps one split; a problem template (`{langs}`) or None."""
+    pairs, problem = load_checked(args.data_dir, split, lang, flag, args.skip_bad_rows)
+    if pairs is not None:
+        _loaded[(split, lang)] = pairs
+    return problem
+
+
+def load_checked(data_dir, split, lang, flag, skip_bad_rows=None):
+    """`(pairs, None)`, or `(None, problem)` with `{langs}` for the language.
+
+    A malformed row's problem starts with `file:line` (with a hint to use
+    --skip-bad-rows when `skip_bad_rows` is False, not None: the command has
+    that flag); an empty selection is a problem too.
+    """
     try:
         pairs = data.load_pairs(
-            args.data_dir, split, lang, skip_bad_rows=args.skip_bad_rows
+            data_dir, split, lang, skip_bad_rows=bool(skip_bad_rows)
         )
     except data.DataFormatError as err:
         text = _one_line(err).replace("{", "{{").replace("}", "}}")
-        return f"{text} (fix the file, or add --skip-bad-rows to drop such rows)"
+        if skip_bad_rows is False:
+            text += " (fix the file, or add --skip-bad-rows to drop such rows)"
+        return None, text
     except (OSError, ValueError) as err:  # also OfflineError (a ConnectionError)
         text = _one_line(err).replace("{", "{{").replace("}", "}}")
-        return f"{flag} {split} ({{langs}}): {text}"
+        return None, f"{flag} {split} ({{langs}}): {text}"
     if not len(pairs):
-        return f"{flag} {split} ({{langs}}): selects no rows"
-    _loaded[(split, lang)] = pairs
-    return None
+        return None, f"{flag} {split} ({{langs}}): selects no rows"
+    return pairs, None
+
+
+def check_data_dir(data_dir, flag="--data-dir"):
+    """A problem if `data_dir` is neither a TFDS source nor a data directory."""
+    if data_dir in data.loaders.TFDS_SOURCES:
+        return []
+    try:
+        data.detect_layout(data_dir)
+    except (OSError, ValueError) as err:
+        return [f"{flag} {data_dir}: {_one_line(err)}"]
+    return []
+
+
+def check_output_file(path, flag):
+    """A problem if file `path` cannot be written (its directory must exist)."""
+    path = pathlib.Path(path)
+    if path.is_dir():
+        return [f"{flag} {path}: is a directory"]
+    parent = path.parent
+    if not parent.is_dir():
+        return [f"{flag} {path}: directory {parent} does not exist"]
+    if not os.access(parent, os.W_OK | os.X_OK) or (
+        path.exists() and not os.access(path, os.W_OK)
+    ):
+        return [f"{flag} {path}: not writable"]
+    return []
