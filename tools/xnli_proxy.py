@@ -172,6 +172,8 @@ def check_args(args):
             f"--only {args.only}: unknown method(s) {', '.join(unknown)}; "
             f"methods: {', '.join(METHODS)}"
         )
+    if args.dry_run:  # only prints the commands: the inputs need not exist yet
+        return problems
     problem, _ = validate.check_preset("--preset", args.preset)
     problems += [problem] if problem else []
     problems += validate.check_data_dir(args.data_dir)
@@ -213,7 +215,9 @@ def main(argv=None):
         "--table", action="store_true", help="Print the summary table and exit."
     )
     parser.add_argument(
-        "--dry-run", action="store_true", help="Print the commands only."
+        "--dry-run",
+        action="store_true",
+        help="Print the commands only (the preset and data are not checked).",
     )
     cli.add_log_level_flag(parser)
     cli.one_line_errors(parser)

@@ -452,7 +452,8 @@ def stage_status(args, trainer, aux, run_dir, fresh):
             status[name] = "resumed"
         else:
             status[name] = "new"
-    status["eval"] = "new"
+    done = not fresh and (run_dir / "results.json").is_file()
+    status["eval"] = "redone" if done else "new"
     return status
 
 
