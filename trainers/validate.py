@@ -82,6 +82,8 @@ RANGES = {
     "meta_interval": (lambda x: x >= 1, ">= 1"),
     "meta_updates_per_round": (lambda x: x >= 1, ">= 1"),
     "meta_lr": (lambda x: math.isfinite(x) and x > 0, "a number > 0"),
+    "state_every": (lambda x: x >= 1, ">= 1"),
+    "meta_clipnorm": (lambda x: math.isfinite(x) and x > 0, "a number > 0"),
     "freeze_bottom": (lambda x: x >= 0, ">= 0"),
     "layer_decay": (lambda x: 0 < x <= 1, "in (0, 1]"),
 }
