@@ -68,6 +68,12 @@ def main(argv=None) -> int:
     from serving.exporter import Exporter
     from serving.pair_tsv import PairTsv
 
+    if not (args.atol >= 0):  # also NaN
+        print(
+            f"serving.export: error: --atol {args.atol}: must be a number >= 0",
+            file=sys.stderr,
+        )
+        return 2
     try:
         extra = []
         if args.check_pairs:
@@ -75,11 +81,27 @@ def main(argv=None) -> int:
             extra = list(zip(tsv.premises, tsv.hypotheses, strict=True))
         exporter = Exporter(args.run_dir, args.out, args.model_name, args.atol, extra)
         path = exporter.export()
-    except (ValueError, ExportError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (ValueError, OSError) as err:  # bad input: nothing was written
+        print(f"serving.export: error: {_one_line(err)}", file=sys.stderr)
+        return 2
+    except ExportError as err:  # the export does not reproduce the model
+        print(f"serving.export: error: {_one_line(err)}", file=sys.stderr)
+        return 1
+    except Exception as err:
+        if args.log_level == "DEBUG":
+            raise
+        print(
+            f"serving.export: error: {type(err).__name__}: {_one_line(err)} "
+            "(rerun with --log-level DEBUG for the traceback)",
+            file=sys.stderr,
+        )
         return 1
     print(path)
     return 0
+
+
+def _one_line(err):
+    return " ".join(str(err).split())
 
 
 if __name__ == "__main__":

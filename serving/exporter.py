@@ -85,7 +85,6 @@ class Exporter:
 
     def export(self) -> Path:
         """Export, verify and move into place; returns the version directory."""
-        import tensorflow as tf
         import tensorflow_text  # noqa: F401  (registers the tf-text ops)
 
         if self.out.exists():
@@ -93,7 +92,18 @@ class Exporter:
                 f"{self.out} already exists; versions are immutable, export to a "
                 "new version number"
             )
+        created_base = not self.base.exists()
         self.base.mkdir(parents=True, exist_ok=True)
+        try:
+            return self._export()
+        except BaseException:
+            if created_base and not any(self.base.iterdir()):
+                self.base.rmdir()  # a failed export leaves no empty MODEL_BASE
+            raise
+
+    def _export(self) -> Path:
+        import tensorflow as tf
+
         log.info("loading classifier from %s", self.run.model_path)
         classifier = self.run.load_classifier()
         metadata = self._metadata(classifier)

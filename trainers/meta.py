@@ -298,6 +298,7 @@ def meta_train(run, classifier, sources):
             )
             if int(progress) % every == 0 or int(progress) % per_round == 0:
                 manager.save(checkpoint_number=int(progress))
+            run.stop_point(manager, int(progress), f"meta step {int(progress)}/{total}")
         with run.writer.as_default(step=int(progress)):
             tf.summary.text("meta/heldout", held_out or "(joint)")
     for variable, value in zip(classifier.weights, theta_en):
@@ -333,9 +334,7 @@ def phi_statistics(optimizer, phi_start, steps_down):
 
 
 def main(argv=None):
-    args = parse_args(build_parser(), argv)
-    if not [x for x in args.aux.split(",") if x]:
-        raise SystemExit("trainers.meta needs at least one --aux language.")
+    args = parse_args(build_parser(), argv, trainer="meta")
     run = Run(args, method_name(args))
     stage1 = run.english_model()
     final = run.dir / "model"

