@@ -127,6 +127,17 @@ CORPUS = [
         ["--rounds -1: must be >= 1", "--meta-interval 0: must be >= 1"],
     ),
     ("meta", ["--seed", "-1"], ["--seed -1: must be in [0, 2^32)"]),
+    (
+        "meta",
+        ["--meta-gradient", "exact", "--state-every", "16"],
+        ["--state-every 16: must be <= --meta-interval"],
+    ),
+    (
+        "meta",
+        ["--rates-param", "exp", "--initial-phi", "2"],
+        ["--initial-phi 2: with --rates-param exp, φ must be <= log 4"],
+    ),
+    ("meta", ["--meta-clipnorm", "0"], ["--meta-clipnorm 0.0: must be a number > 0"]),
     ("meta", ["--batch-size", "0"], ["--batch-size 0: must be >= 1"]),
     ("meta", ["--learning-rate", "nan"], ["--learning-rate nan: must be a number > 0"]),
     ("meta", ["--meta-lr", "0"], ["--meta-lr 0.0: must be a number > 0"]),

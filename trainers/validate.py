@@ -32,8 +32,17 @@ logger = logging.getLogger("keras_metaopt.trainers")
 # Flags that cannot change what a run computes: a rerun that differs from the
 # stored run.json only in these resumes the run. Every other flag of the
 # parser -- including any flag added later -- is result-changing.
+# state_every: the exact meta-gradient's memory/recomputation trade-off; the
+# results are bit-identical for every k (tests/test_exact_meta_gradient.py).
 RESUME_SAFE = frozenset(
-    {"output_dir", "overwrite", "log_level", "log_every", "checkpoint_every"}
+    {
+        "output_dir",
+        "overwrite",
+        "log_level",
+        "log_every",
+        "checkpoint_every",
+        "state_every",
+    }
 )
 # Path flags: equal when they are the same string or name the same place.
 PATH_FLAGS = frozenset({"data_dir", "preset", "init_from"})
@@ -171,7 +180,26 @@ def check_ranges(parser, args):
         ok, what = RANGES[dest]
         if not ok(value):
             problems.append(f"{option_name(parser, dest)} {value}: must be {what}")
+    state_every, window = (
+        getattr(args, "state_every", None),
+        getattr(args, "meta_interval", None),
+    )
+    if state_every is not None and window is not None and 1 <= window < state_every:
+        problems.append(
+            f"--state-every {state_every}: must be <= --meta-interval ({window}), "
+            "the window whose states it keeps"
+        )
+    rate = getattr(args, "rates_param", None)
     phi = getattr(args, "initial_phi", "random")
+    if rate == "exp" and phi != "random":
+        try:
+            if float(phi) > math.log(4.0):
+                problems.append(
+                    f"--initial-phi {phi}: with --rates-param exp, φ must be "
+                    f"<= log 4 = {math.log(4.0):.4f} (λ <= 4)"
+                )
+        except ValueError:
+            pass
     if phi != "random":
         try:
             ok = math.isfinite(float(phi))
