@@ -53,7 +53,7 @@ class MetaStep:
         return self._compiled(train_iterator, heldout_iterator)
 
     def _meta_step(self, train_iterator, heldout_iterator):
-        total = tf.constant(0.0)
+        total = tf.constant(0.0, self._inner.loss_dtype)
         for _ in tf.range(self.steps_per_meta_update):
             loss = self.strategy.run(
                 self._inner.replica_step, args=(next(train_iterator),)
