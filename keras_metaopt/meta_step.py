@@ -48,11 +48,14 @@ class MetaStep:
         if not self.optimizer.built:
             with self.strategy.scope():
                 self.optimizer.build(self.model.trainable_variables)
-        if heldout_iterator is None:
-            return self._compiled(train_iterator, train_iterator)
+        # Joint: None is passed on, not the training iterator a second time:
+        # as two arguments, the graph would not order the meta batch's
+        # `next` after the inner steps' (it was drawn after the first one).
         return self._compiled(train_iterator, heldout_iterator)
 
     def _meta_step(self, train_iterator, heldout_iterator):
+        if heldout_iterator is None:
+            heldout_iterator = train_iterator
         total = tf.constant(0.0, self._inner.loss_dtype)
         for _ in tf.range(self.steps_per_meta_update):
             loss = self.strategy.run(

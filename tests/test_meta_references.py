@@ -377,3 +377,21 @@ def test_reset_base_state_restarts_adam_and_the_window_but_keeps_phi():
     fresh_sums = _sums(fresh, fresh_model)
     for path, value in _sums(optimizer, model).items():
         np.testing.assert_array_equal(value, fresh_sums[path], err_msg=path)
+
+
+def test_joint_meta_batch_is_the_training_batch_after_the_window():
+    # With no held-out iterator the meta batch is the (L+1)-th training batch,
+    # drawn after the L inner steps' batches (not between them).
+    L = 3
+    batches = random_batches(2 * L, seed=4)
+    model = tiny_classifier()
+    step = MetaStep(model, MetaOptimizer(keras.optimizers.Adam(LR)), L)
+    iterator = iter(tf.data.Dataset.from_tensor_slices(stack(batches)))
+    result = step(iterator)
+    losses = [
+        float(_cross_entropy(labels, model(features, training=False)))
+        for features, labels in batches
+    ]  # φ's update leaves the weights as the inner steps left them
+    assert float(result["heldout_loss"]) == pytest.approx(losses[L], rel=1e-6)
+    assert min(abs(x - losses[L]) for i, x in enumerate(losses) if i != L) > 1e-5
+    np.testing.assert_array_equal(next(iterator)[1], batches[L + 1][1])
