@@ -1,6 +1,6 @@
 """Mutation check: does the test suite catch a broken meta-optimizer?
 
-    python -m tools.mutation_check                 # every mutation, ~15 min on 2 cores
+    python -m tools.mutation_check                 # every mutation, ~20 min on 2 cores
     python -m tools.mutation_check --only sign --only labels
 
 Copies the checkout (tracked and untracked, not ignored files) to a temporary
