@@ -7,7 +7,9 @@ gradient wrapped in `tf.stop_gradient`, the paper's definition), φ's update
 from Adam's first step. `tools/mutation_check.py` shows that these tests catch
 a wrong sign, unsummed updates, an unapplied or misassigned rate.
 
-To add the exact meta-gradient, extend `META_GRADIENTS` and `_meta_optimizer`.
+To test the exact meta-gradient, add "exact" to `META_GRADIENTS` and make
+`_meta_optimizer` ask for it; `_replay` already differentiates through the
+inner gradients for any kind but "first_order".
 """
 
 import re
@@ -86,12 +88,13 @@ def _cross_entropy(labels, logits):
     return -tf.reduce_mean(tf.gather(log_p, labels, axis=1, batch_dims=1))
 
 
-def _replay(model, theta, states, phi, train_batches, heldout_batch):
+def _replay(kind, model, theta, states, phi, train_batches, heldout_batch):
     """L steps of θ ← θ − λ_g(φ)·Adam(∇L_train), then L_test, as a function of φ.
 
-    `theta` and the Adam `states` are the window's start (constants); the
-    inner gradients are wrapped in `tf.stop_gradient` (first order). Returns
-    the held-out loss, θ_L and the Adam states.
+    `theta` and the Adam `states` are the window's start (constants). For
+    `kind="first_order"` the inner gradients are wrapped in `tf.stop_gradient`;
+    otherwise a tape differentiates through them too (exact). Returns the
+    held-out loss, θ_L and the Adam states.
     """
     variables = model.trainable_variables
     groups = [_group(v.path) for v in variables]
@@ -109,20 +112,21 @@ def _replay(model, theta, states, phi, train_batches, heldout_batch):
         for i, group in enumerate(groups):
             if group is None:
                 continue
-            step, states[i] = _adam(states[i], tf.stop_gradient(grads[i]), LR)
+            grad = tf.stop_gradient(grads[i]) if kind == "first_order" else grads[i]
+            step, states[i] = _adam(states[i], grad, LR)
             theta[i] = theta[i] - rates[group] * step
     features, labels = heldout_batch
     logits, _ = model.stateless_call(theta, non_trainable, features, training=False)
     return _cross_entropy(labels, logits), theta, states
 
 
-def _first_order_reference(model, theta, states, phi, train_batches, heldout_batch):
+def _reference(kind, model, theta, states, phi, train_batches, heldout_batch):
     """dL_test/dφ by a tape through the replay; with the loss, θ_L, states."""
     phi = tf.constant(phi, tf.float64)
     with tf.GradientTape() as tape:
         tape.watch(phi)
         loss, theta, states = _replay(
-            model, theta, states, phi, train_batches, heldout_batch
+            kind, model, theta, states, phi, train_batches, heldout_batch
         )
     return tape.gradient(loss, phi).numpy(), float(loss), theta, states
 
@@ -211,7 +215,8 @@ def test_meta_step_matches_a_tape_through_the_replayed_window(float64, kind):
 
     phi = np.array(PHI)
     for window in range(2):  # the second window starts from the first's end
-        expected, loss, theta, states = _first_order_reference(
+        expected, loss, theta, states = _reference(
+            kind,
             model,
             theta,
             states,
@@ -236,6 +241,23 @@ def test_meta_step_matches_a_tape_through_the_replayed_window(float64, kind):
             phi = _adam_phi(phi, expected)
             np.testing.assert_allclose(optimizer.phi.numpy(), phi, rtol=0, atol=1e-9)
             assert np.abs(phi - PHI).min() > 0.04  # φ moved by ~lr
+
+
+def test_the_exact_replay_differs_from_first_order_only_after_one_step(float64):
+    # The reference itself: Adam's first step does not depend on φ, so the two
+    # agree for L = 1; later steps see φ through the trajectory.
+    model = tiny_classifier(dtype="float64")
+    theta = [v.value for v in model.trainable_variables]
+    states = [(0.0, 0.0, 0)] * len(theta)
+    train, heldout = random_batches(4, seed=1), random_batches(1, seed=2)[0]
+    grads = {
+        (kind, L): _reference(kind, model, theta, states, PHI, train[:L], heldout)[0]
+        for kind in ("first_order", "exact")
+        for L in (1, 4)
+    }
+    one, four = grads["first_order", 1], grads["first_order", 4]
+    np.testing.assert_allclose(grads["exact", 1], one, rtol=1e-12)
+    assert np.linalg.norm(grads["exact", 4] - four) > 0.05 * np.linalg.norm(four)
 
 
 def test_phi_update_is_adams_first_step_on_the_held_out_meta_gradient(float64):
