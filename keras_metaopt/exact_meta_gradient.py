@@ -194,8 +194,9 @@ class ExactMetaGradient:
         """The held-out loss (inference mode) of a batch, or of a list of
         batches (their mean over examples)."""
         if isinstance(heldout, list):
-            sizes = [tf.cast(tf.shape(y)[0], tf.float32) for _, y in heldout]
-            losses = [tf.cast(self.heldout_loss(theta, b), tf.float32) for b in heldout]
+            dtype = theta[0].dtype
+            sizes = [tf.cast(tf.shape(y)[0], dtype) for _, y in heldout]
+            losses = [tf.cast(self.heldout_loss(theta, b), dtype) for b in heldout]
             return tf.add_n([n * x for n, x in zip(sizes, losses)]) / tf.add_n(sizes)
         features, labels = heldout
         logits, _ = self._call(theta, None, features, training=False)
@@ -267,12 +268,13 @@ class ExactMetaGradient:
         like = state
         n_checkpoints = (L + k - 1) // k
         store = _new_store(n_checkpoints, like)
-        train_loss = tf.zeros((), tf.float32)
+        loss_dtype = state[0][0].dtype  # the model's variable dtype, as TrainStep's
+        train_loss = tf.zeros((), loss_dtype)
         for t in span(L):
             if t % k == 0:
                 store = _store_write(store, t // k, state)
             state, loss = self.step(state, _select(batches, t), phi)
-            train_loss += tf.cast(loss, tf.float32)
+            train_loss += tf.cast(loss, loss_dtype)
         final = state
         with tf.GradientTape() as tape:
             tape.watch(final[0])
@@ -311,7 +313,7 @@ class ExactMetaGradient:
         self.write_state(final[0], final[1], final[2], final[3], L)
         return {
             "train_loss": train_loss / L,
-            "heldout_loss": tf.cast(heldout_loss, tf.float32),
+            "heldout_loss": tf.cast(heldout_loss, loss_dtype),
             "meta_gradient": phi_bar / replicas,
             "max_adjoint_norm": max_adjoint / replicas,
         }

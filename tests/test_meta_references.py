@@ -245,8 +245,10 @@ def test_meta_step_matches_a_tape_through_the_replayed_window(float64, kind):
             )
         if window == 0:  # φ after Adam's first step on the reference gradient
             phi = _adam_phi(phi, expected)
-            np.testing.assert_allclose(optimizer.phi.numpy(), phi, rtol=0, atol=1e-9)
+            atol = 1e-9 if kind == "first_order" else 1e-6  # see `tolerance`
+            np.testing.assert_allclose(optimizer.phi.numpy(), phi, rtol=0, atol=atol)
             assert np.abs(phi - PHI).min() > 0.04  # φ moved by ~lr
+            phi = optimizer.phi.numpy()  # the next window replays the model's φ
 
 
 def test_the_exact_replay_differs_from_first_order_only_after_one_step(float64):
