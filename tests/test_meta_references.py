@@ -39,10 +39,15 @@ FROZEN = (
 @pytest.fixture
 def float64():
     """float64 everywhere, φ and the optimizers' slots included."""
-    previous = keras.config.floatx()
+    # Keras caches its default dtype policy when the first layer is built, so
+    # setting floatx alone leaves later layers float32 once any earlier test
+    # has built one: set both.
+    previous, previous_policy = keras.config.floatx(), keras.config.dtype_policy()
     keras.config.set_floatx("float64")
+    keras.config.set_dtype_policy("float64")
     yield
     keras.config.set_floatx(previous)
+    keras.config.set_dtype_policy(previous_policy)
 
 
 def _meta_optimizer(kind, **kwargs):
