@@ -250,73 +250,121 @@ class ExactMetaGradient:
         return _all_reduce([self.heldout_loss(state[0], heldout)])[0]
 
     # ---- the window -------------------------------------------------------
-    def replica_window(self, batches, heldout):
-        """Runs the window, writes θ_L and returns exact dL_test/dφ (replica context).
+    def run(self, batches, heldout):
+        """Runs the window, writes θ_L and returns the exact dL_test/dφ.
 
-        `batches` is a list of L (features, labels) batches, `heldout` one
-        (or a list of batches: the meta-objective is then their mean). The
-        returned `meta_gradient` is this replica's share (the full dL/dφ
-        divided by the number of replicas, so that a SUM gives it back).
+        Call in cross-replica context (eagerly, not inside a `tf.function`):
+        the sweep is a Python loop over compiled single steps, so memory is
+        the stored states plus one step's graph, whatever L. `batches` is a
+        list of L (features, labels) batches (per-replica values under a
+        strategy), `heldout` one batch or a list of batches (the
+        meta-objective is then their mean). Returns `train_loss` (the mean
+        over the window), `heldout_loss`, `meta_gradient` (the full dL/dφ,
+        summed over replicas) and `max_adjoint_norm` (the largest ‖dL_test/dθ_t‖).
         """
-        L, k = self.steps, self.state_every
-        # Under MirroredStrategy an all-reduce may not sit inside a while loop:
-        # there the loops are unrolled in the graph (Python ranges).
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        span = range if replicas > 1 else tf.range
-        phi = tf.identity(self.optimizer.phi.value)
-        state = self.read_state()
-        like = state
-        n_checkpoints = (L + k - 1) // k
-        store = _new_store(n_checkpoints, like)
-        loss_dtype = state[0][0].dtype  # the model's variable dtype, as TrainStep's
-        train_loss = tf.zeros((), loss_dtype)
-        for t in span(L):
-            if t % k == 0:
-                store = _store_write(store, t // k, state)
-            state, loss = self.step(state, _select(batches, t), phi)
-            train_loss += tf.cast(loss, loss_dtype)
-        final = state
-        with tf.GradientTape() as tape:
-            tape.watch(final[0])
-            heldout_loss = self.heldout_loss(final[0], heldout)
-        theta_bar = _all_reduce(
-            tape.gradient(
-                heldout_loss,
-                final[0],
-                unconnected_gradients=tf.UnconnectedGradients.ZERO,
+        if tf.inside_function():
+            raise RuntimeError(
+                "ExactMetaGradient.run loops over compiled steps in Python: call "
+                "it eagerly (MetaStep does), not inside a tf.function."
             )
-        )
-        m_bar = [tf.zeros_like(x) for x in final[1]]
-        v_bar = [tf.zeros_like(x) for x in final[2]]
+        if len(batches) != self.steps:
+            raise ValueError(
+                f"the window has {self.steps} steps; got {len(batches)} batches."
+            )
+        L, k = self.steps, self.state_every
+        compiled = self._compiled_steps()
+        phi = tf.identity(self.optimizer.phi.value)
+        state = compiled["read"]()
+        stored, train_loss = {}, 0.0
+        for t in range(L):
+            if t % k == 0:
+                stored[t] = state
+            state, loss = compiled["forward"](state, batches[t], phi)
+            train_loss += loss
+        heldout_loss, adjoints, max_adjoint = compiled["heldout"](state, heldout)
+        # θ_L goes to the variables now (the sweep reads only stored states),
+        # so the window's end state is not held through the sweep.
+        compiled["write"](state, L)
+        del state
         phi_bar = tf.zeros_like(phi)
-        max_adjoint = tf.linalg.global_norm(theta_bar)
-        for j in span(n_checkpoints - 1, -1, -1):
-            start = j * k
-            end = min(L, start + k) if replicas > 1 else tf.minimum(L, start + k)
-            segment = _new_store(k, like)
-            seg_state = _store_read(store, j, like)
-            for t in span(start, end):
-                segment = _store_write(segment, t - start, seg_state)
-                if t + 1 < end:
-                    seg_state, _ = self.step(seg_state, _select(batches, t), phi)
-            for t in span(end - 1, start - 1, -1):
-                theta_bar, m_bar, v_bar, phi_step = self._backward_step(
-                    _store_read(segment, t - start, like),
-                    _select(batches, t),
-                    phi,
-                    theta_bar,
-                    m_bar,
-                    v_bar,
+        for start in range((L - 1) // k * k, -1, -k):
+            end = min(L, start + k)
+            segment = [stored.pop(start)]  # recompute the segment's states
+            for t in range(start, end - 1):
+                segment.append(compiled["forward"](segment[-1], batches[t], phi)[0])
+            for t in range(end - 1, start - 1, -1):
+                adjoints, phi_step, norm = compiled["backward"](
+                    segment.pop(), batches[t], phi, adjoints
                 )
                 phi_bar += phi_step
-                max_adjoint = tf.maximum(max_adjoint, tf.linalg.global_norm(theta_bar))
-        self.write_state(final[0], final[1], final[2], final[3], L)
+                max_adjoint = tf.maximum(max_adjoint, norm)
         return {
             "train_loss": train_loss / L,
-            "heldout_loss": tf.cast(heldout_loss, loss_dtype),
-            "meta_gradient": phi_bar / replicas,
-            "max_adjoint_norm": max_adjoint / replicas,
+            "heldout_loss": heldout_loss,
+            "meta_gradient": phi_bar,
+            "max_adjoint_norm": max_adjoint,
         }
+
+    def _compiled_steps(self):
+        """The window's single steps, each a `tf.function` run on every replica."""
+        if getattr(self, "_compiled", None) is not None:
+            return self._compiled
+        strategy = tf.distribute.get_strategy()
+        loss_dtype = self.model.dtype_policy.variable_dtype  # as TrainStep's
+
+        def on_replicas(fn, *reductions):
+            def run(*args):
+                out = strategy.run(fn, args=args)
+                if not reductions:
+                    return out
+                return tuple(
+                    strategy.reduce(r, x, axis=None) if r else x
+                    for r, x in zip(reductions, out)
+                )
+
+            return tf.function(run, reduce_retracing=True)
+
+        def forward(state, batch, phi):
+            state, loss = self.step(state, batch, phi)
+            return state, tf.cast(loss, loss_dtype)
+
+        def heldout(state, batches):
+            """L_test(θ_L) and the adjoints at the window's end: (θ̄, 0, 0)."""
+            theta, m, v = state[:3]
+            with tf.GradientTape() as tape:
+                tape.watch(theta)
+                loss = self.heldout_loss(theta, batches)
+            theta_bar = _all_reduce(
+                tape.gradient(
+                    loss, theta, unconnected_gradients=tf.UnconnectedGradients.ZERO
+                )
+            )
+            adjoints = (
+                theta_bar,
+                [tf.zeros_like(x) for x in m],
+                [tf.zeros_like(x) for x in v],
+            )
+            return tf.cast(loss, loss_dtype), adjoints, tf.linalg.global_norm(theta_bar)
+
+        def backward(state, batch, phi, adjoints):
+            theta_bar, m_bar, v_bar = adjoints
+            theta_bar, m_bar, v_bar, phi_bar = self._backward_step(
+                state, batch, phi, theta_bar, m_bar, v_bar
+            )
+            # Gradients are all-reduced before the update, so the adjoints and
+            # φ̄ are the same on every replica (hence MEAN, not SUM).
+            return (theta_bar, m_bar, v_bar), phi_bar, tf.linalg.global_norm(theta_bar)
+
+        self._compiled = {
+            "read": on_replicas(self.read_state),
+            "forward": on_replicas(forward, None, "SUM"),
+            "heldout": on_replicas(heldout, "SUM", None, "MEAN"),
+            "backward": on_replicas(backward, None, "MEAN", "MEAN"),
+            "write": on_replicas(
+                lambda state, steps: self.write_state(*state[:4], steps)
+            ),
+        }
+        return self._compiled
 
     def _backward_step(self, state, batch, phi, theta_bar, m_bar, v_bar):
         theta, m, v, seeds, iteration = state
@@ -361,6 +409,16 @@ class ExactMetaGradient:
         )
 
 
+def _one_iteration_at_a_time():
+    """No overlap of loop iterations (a while loop runs up to 10 at once).
+
+    A backward step's recomputation does not depend on the adjoints of the
+    step after it, so overlapping iterations would hold several steps'
+    activations at once: memory would no longer be one step's.
+    """
+    tf.autograph.experimental.set_loop_options(parallel_iterations=1)
+
+
 @contextlib.contextmanager
 def _second_order_moments():
     """LayerNorm moments whose second derivatives are exact, same values.
@@ -394,50 +452,6 @@ def _second_order_moments():
         yield
     finally:
         keras_tf_nn._compute_moments = original
-
-
-def _new_store(size, like):
-    """TensorArrays for `size` states shaped like `like` (flattened per kind)."""
-    arrays = [
-        tf.TensorArray(
-            part[0].dtype if part else tf.float32,
-            size=size,
-            element_shape=[sum(t.shape.num_elements() for t in part)],
-        )
-        for part in like[:4]
-    ]
-    return arrays + [tf.TensorArray(like[4].dtype, size=size, element_shape=[])]
-
-
-def _store_write(arrays, index, state):
-    written = [a.write(index, _flatten(p)) for a, p in zip(arrays[:4], state)]
-    return written + [arrays[4].write(index, state[4])]
-
-
-def _store_read(arrays, index, like):
-    parts = [_unflatten(a.read(index), p) for a, p in zip(arrays[:4], like)]
-    return (*parts, arrays[4].read(index))
-
-
-def _flatten(tensors):
-    if not tensors:
-        return tf.zeros([0])
-    return tf.concat([tf.reshape(t, [-1]) for t in tensors], axis=0)
-
-
-def _unflatten(flat, like):
-    sizes = [t.shape.num_elements() for t in like]
-    parts = tf.split(flat, sizes) if like else []
-    return [tf.reshape(p, t.shape) for p, t in zip(parts, like)]
-
-
-def _select(batches, t):
-    """batches[t] for a tensor t (the batches may differ in sequence length)."""
-    if len(batches) == 1:
-        return batches[0]
-    if isinstance(t, int):
-        return batches[t]
-    return tf.switch_case(t, [lambda b=b: b for b in batches])
 
 
 def _all_reduce(tensors):

@@ -68,9 +68,8 @@ class MetaStep:
         self.strategy = strategy or tf.distribute.get_strategy()
         self._inner = TrainStep(model, optimizer, strategy=self.strategy)
         self._window = None
-        self._compiled = tf.function(
-            self._exact_meta_step if self.exact else self._meta_step
-        )
+        self._compiled = None if self.exact else tf.function(self._meta_step)
+        self._phi_update = tf.function(self._apply_phi_gradient)
 
     def __call__(self, train_iterator, heldout_iterator=None):
         """Runs one meta step.
@@ -90,6 +89,8 @@ class MetaStep:
                 self.steps_per_meta_update,
                 self.state_every,
             )
+        if self.exact:  # a Python loop over compiled steps (memory: see there)
+            return self._exact_meta_step(train_iterator, heldout_iterator)
         # Joint: None is passed on, not the training iterator a second time:
         # as two arguments, the graph would not order the meta batch's
         # `next` after the inner steps' (it was drawn after the first one).
@@ -123,21 +124,23 @@ class MetaStep:
         return loss, self.optimizer.apply_meta_gradient(grads, variables)
 
     def _exact_meta_step(self, train_iterator, heldout_iterator):
-        # The window's batches, fetched in cross-replica context (in the order
-        # of the first-order path: L training batches, then the held-out one).
+        # The window's batches, in the order of the first-order path: L
+        # training batches, then the held-out one.
         if heldout_iterator is None:
             heldout_iterator = train_iterator
         batches = [next(train_iterator) for _ in range(self.steps_per_meta_update)]
         heldout = next(heldout_iterator)
-        result = self.strategy.run(self._exact_update, args=(batches, heldout))
-        result = {
-            key: self.strategy.reduce("SUM", value, axis=None)
-            for key, value in result.items()
-        }
+        with self.strategy.scope():
+            result = self._window.run(batches, heldout)
+            self._phi_update(result["meta_gradient"])
         result["meta_gradient_norm"] = tf.norm(result["meta_gradient"])
         return result
 
-    def _exact_update(self, batches, heldout):
-        result = self._window.replica_window(batches, heldout)
-        self.optimizer.apply_phi_gradient(result["meta_gradient"])
-        return result
+    def _apply_phi_gradient(self, meta_grad):
+        # In replica context φ's optimizer sums the replicas' shares (each
+        # made on its replica's device: a broadcast tensor has none to reduce to).
+        replicas = self.strategy.num_replicas_in_sync
+        self.strategy.run(
+            lambda g: self.optimizer.apply_phi_gradient(tf.identity(g) / replicas),
+            args=(meta_grad,),
+        )

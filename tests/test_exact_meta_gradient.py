@@ -137,12 +137,15 @@ def test_exact_window_trains_exactly_like_apply():
             int(optimizer.base_optimizer.iterations.numpy()),
         )
     first, exact = results["first_order"], results["exact"]
-    # Same weights, slots' effect, dropout-seed states and step counts.
+    # Same weights, slots' effect, dropout-seed states and step counts. The
+    # window's steps are graphs of their own, not TrainStep's loop, and TF
+    # fuses a few ops differently there: equal up to float32 rounding (a
+    # wrong mask, rate or Adam step would differ by orders of magnitude more).
     for a, b in zip(first["weights"], exact["weights"]):
-        np.testing.assert_array_equal(a, b)
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-8)
     assert first["iterations"] == exact["iterations"] == (steps, steps)
-    assert float(first["train_loss"]) == float(exact["train_loss"])
-    assert float(first["heldout_loss"]) == float(exact["heldout_loss"])
+    for key in ("train_loss", "heldout_loss"):
+        np.testing.assert_allclose(float(first[key]), float(exact[key]), rtol=1e-6)
 
 
 def test_at_one_step_exact_equals_first_order():

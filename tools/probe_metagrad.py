@@ -187,7 +187,7 @@ def main(argv=None):
             args.state_every,
         )
         window_batches = [next(stream) for _ in range(args.window)]
-        result = tf.function(window.replica_window)(window_batches, list(batches))
+        result = window.run(window_batches, list(batches))
         exact = result["meta_gradient"].numpy().astype(np.float64)
         logger.info(
             "exact meta-gradient: held-out loss %.6f (pairs weighted), "
