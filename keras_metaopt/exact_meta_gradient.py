@@ -19,8 +19,12 @@ so the recomputed gradient is the one the forward pass applied.
 
 Memory: the forward pass keeps (θ, m, v, seeds) at every k-th step
 (`state_every`); the backward sweep recomputes the k states of a segment from
-its checkpoint. Peak ≈ plain training + (⌈L/k⌉ + k) × (trained parameters +
-slots); k = 1 keeps all L + 1 states and recomputes nothing.
+its checkpoint. Peak ≈ one backward step's graph + (⌈L/k⌉ + k) × (trained
+parameters + slots); k = 1 keeps all L states and recomputes nothing. The
+window is a Python loop over compiled single steps (forward, held-out
+gradient, backward, write), not one graph: a graph of nested while loops
+around the nested tapes crashed on its second call (Grappler's temporary
+variables in the loop frames) and its resident memory grew call by call.
 
 The step U is `adam_step` below: Keras's Adam/AdamW `update_step`, written
 functionally (bit-identical, tested). Training in `meta_gradient="exact"`

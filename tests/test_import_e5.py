@@ -329,3 +329,33 @@ def _require_xnli():
 
     if not pathlib.Path(DEFAULT_DATA, "dev.en.tsv").is_file():
         missing(f"no XNLI data at {DEFAULT_DATA} (../shared/data/xnli)")
+
+
+def test_paper_init_reloads_the_e5_encoder_and_keeps_the_tokenizer_alive(preset):
+    # `--meta-init pretrained` re-reads the encoder after the English model is
+    # loaded. Reloading a whole classifier re-seeds Keras, which clears TF's
+    # kernel cache and frees the SentencePiece resource of the preprocessor
+    # already in use: its tf.data streams then fail with NotFound.
+    import keras_hub
+    import tensorflow as tf
+
+    import keras_metaopt.models  # noqa: F401
+    from trainers.meta import pretrained_weights
+
+    classifier = keras_hub.models.TextClassifier.from_preset(
+        preset, num_classes=3, activation=None
+    )
+    for v in classifier.backbone.weights:  # stands in for English fine-tuning
+        v.assign(v.numpy() + 1.0)
+    head = {v.path: v.numpy() for v in classifier.weights}
+    theta_init = pretrained_weights(preset, classifier)
+    backbone = keras_hub.models.Backbone.from_preset(preset)
+    expected = {
+        id(v): w.numpy() for v, w in zip(classifier.backbone.weights, backbone.weights)
+    }
+    for v, value in zip(classifier.weights, theta_init):
+        np.testing.assert_array_equal(value, expected.get(id(v), head[v.path]))
+    assert any(id(v) not in expected for v in classifier.weights)  # the head
+    pairs = tf.data.Dataset.from_tensor_slices((["a cat sleeps"], ["a cat"])).batch(1)
+    features = next(iter(pairs.map(lambda p, h: classifier.preprocessor(x=(p, h)))))
+    assert features["token_ids"].shape == (1, classifier.preprocessor.sequence_length)

@@ -20,6 +20,7 @@ import argparse
 import sys
 
 import keras
+import keras_hub
 import numpy as np
 import tensorflow as tf
 
@@ -153,6 +154,27 @@ def fresh_head(classifier, seed):
             variable.assign(value)
 
 
+def pretrained_weights(preset, classifier):
+    """Algorithm 1's θ_init: `classifier`'s weights, its encoder's from `preset`.
+
+    The head keeps the classifier's values here; `fresh_head` redraws it at
+    the start of every round. Only the backbone is loaded: no second
+    tokenizer, and no `keras.utils.set_random_seed` (that clears TF's kernel
+    cache, which frees the SentencePiece resource of the classifier's own
+    preprocessor: the e5 tokenizer's streams would then fail with NotFound).
+    """
+    backbone = keras_hub.models.Backbone.from_preset(str(preset))
+    ours = classifier.backbone.weights
+    if [v.path for v in backbone.weights] != [v.path for v in ours]:
+        raise ValueError(
+            f"--preset {preset} and the English model have different encoder "
+            "weights: --meta-init pretrained needs the preset stage 1 started from."
+        )
+    pretrained = {id(v): w.numpy() for v, w in zip(ours, backbone.weights)}
+    del backbone
+    return [pretrained.get(id(v), v.numpy()) for v in classifier.weights]
+
+
 def meta_train(run, classifier, sources):
     """Algorithm 1: learns φ; returns the `MetaOptimizer` holding it.
 
@@ -163,14 +185,7 @@ def meta_train(run, classifier, sources):
     args = run.args
     theta_en = [v.numpy() for v in classifier.weights]
     if args.meta_init == "pretrained":
-        pretrained = run.load_classifier(args.preset, stage="meta-pretrained")
-        theta_init = [v.numpy() for v in pretrained.weights]
-        if [v.path for v in pretrained.weights] != [v.path for v in classifier.weights]:
-            raise ValueError(
-                f"--preset {args.preset} and the English model have different "
-                "weights: --meta-init pretrained needs the preset stage 1 started from."
-            )
-        del pretrained
+        theta_init = pretrained_weights(args.preset, classifier)
     else:
         theta_init = theta_en
     initial_phi = (
