@@ -13,19 +13,14 @@ adjoints (θ̄, m̄, v̄) from t = L to 0:
     ḡ_t, θ̄_t, m̄_t, v̄_t, φ̄ += VJP of U at step t      (elementwise)
     θ̄_t += H_t ḡ_t                                      (Hessian-vector product)
 
-H_t ḡ_t is the forward-mode derivative (JVP) along ḡ_t of the recomputed
-gradient g_t: a `tf.autodiff.ForwardAccumulator` around a tape around a
+H_t ḡ_t is a gradient of ⟨g_t(θ_t), ḡ_t⟩: two nested tapes around a
 `model.stateless_call` that receives the stored dropout-seed state of step t,
 so the recomputed gradient is the one the forward pass applied.
 
 Memory: the forward pass keeps (θ, m, v, seeds) at every k-th step
 (`state_every`); the backward sweep recomputes the k states of a segment from
-its checkpoint. Peak ≈ one backward step's graph + (⌈L/k⌉ + k) × (trained
-parameters + slots); k = 1 keeps all L states and recomputes nothing. The
-window is a Python loop over compiled single steps (forward, held-out
-gradient, backward, write), not one graph: a graph of nested while loops
-around the nested tapes crashed on its second call (Grappler's temporary
-variables in the loop frames) and its resident memory grew call by call.
+its checkpoint. Peak ≈ plain training + (⌈L/k⌉ + k) × (trained parameters +
+slots); k = 1 keeps all L + 1 states and recomputes nothing.
 
 The step U is `adam_step` below: Keras's Adam/AdamW `update_step`, written
 functionally (bit-identical, tested). Training in `meta_gradient="exact"`
@@ -373,7 +368,9 @@ class ExactMetaGradient:
 
     def _backward_step(self, state, batch, phi, theta_bar, m_bar, v_bar):
         theta, m, v, seeds, iteration = state
-        _, grads_replica, _ = self.gradient(theta, seeds, batch)
+        with tf.GradientTape() as outer, _second_order_moments():
+            outer.watch(theta)
+            _, grads_replica, _ = self.gradient(theta, seeds, batch)
         grads = _all_reduce(grads_replica)
         with tf.GradientTape() as tape:
             tape.watch([theta, m, v, grads, phi])
@@ -387,28 +384,16 @@ class ExactMetaGradient:
         )
         direct, m_bar, v_bar = bars[:n], bars[n : 2 * n], bars[2 * n : 3 * n]
         grads_bar, phi_bar = bars[3 * n : 4 * n], bars[4 * n]
-        hvp = _all_reduce(self._hessian_vector_product(theta, seeds, batch, grads_bar))
+        hvp = _all_reduce(
+            outer.gradient(
+                grads_replica,
+                theta,
+                output_gradients=grads_bar,
+                unconnected_gradients=tf.UnconnectedGradients.ZERO,
+            )
+        )
         theta_bar = [a + b for a, b in zip(direct, hvp)]
         return theta_bar, m_bar, v_bar, phi_bar
-
-    def _hessian_vector_product(self, theta, seeds, batch, vector):
-        """H_t·ḡ_t of this replica's loss: forward mode over the gradient.
-
-        The JVP of the recomputed gradient along ḡ_t (same dropout masks).
-        Reverse over reverse (a tape around the gradient) would keep the
-        whole first backward pass for a second one: on e5-small at 32 × 128
-        that held ~16 GB; forward over reverse carries tangents beside one
-        backward pass instead.
-        """
-        with (
-            tf.autodiff.ForwardAccumulator(theta, vector) as accumulator,
-            _second_order_moments(),
-        ):
-            _, grads, _ = self.gradient(theta, seeds, batch)
-        return [
-            accumulator.jvp(g, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-            for g in grads
-        ]
 
     def _call(self, theta, seeds, features, training):
         values = [

@@ -13,7 +13,9 @@ class MetaStep:
     `optimizer` (a `MetaOptimizer`) on batches from `train_iterator`, then one
     held-out forward/backward on a batch from `heldout_iterator` and the φ
     update from its meta-gradient: first-order by default, or exact (reverse
-    mode through the L steps) when the optimizer has `meta_gradient="exact"`.
+    mode through the L steps) when the optimizer has `meta_gradient="exact"`
+    (then a call is a Python loop over compiled single steps, see
+    `ExactMetaGradient.run`; call it eagerly).
     With `heldout_iterator=None` (the "joint" ablation) that batch is the next
     *training* batch instead.
 
