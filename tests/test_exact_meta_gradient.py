@@ -312,3 +312,20 @@ def test_bad_use_of_the_exact_mode_fails_at_construction():
         MetaStep(model, exact, 15, state_every=16)
     with pytest.raises(ValueError, match="state_every is an option of the exact"):
         MetaStep(model, MetaOptimizer(), 15, state_every=3)
+
+
+def test_exact_window_steps_trace_once_across_windows():
+    # The window is a Python loop over compiled steps: each must be traced
+    # once, not per step or per window (a retrace costs more than the step).
+    steps = 4
+    model, optimizer, _ = _setup(steps)
+    step = MetaStep(model, optimizer, steps, state_every=2)
+    train, heldout = _data(3 * steps)
+    train_it, heldout_it = _iterators(train, heldout * 3)
+    for _ in range(3):
+        step(train_it, heldout_it)
+    counts = {
+        name: fn.experimental_get_tracing_count()
+        for name, fn in step._window._compiled.items()
+    }
+    assert counts == {"read": 1, "forward": 1, "heldout": 1, "backward": 1, "write": 1}
