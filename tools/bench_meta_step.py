@@ -12,6 +12,7 @@ Usage:
     python -m tools.bench_meta_step                 # e5-small shape, 32 x 128
     python -m tools.bench_meta_step --tiny --meta-steps 2   # seconds, smoke run
     python -m tools.bench_meta_step --meta-gradient exact --state-every 4
+    python -m tools.bench_meta_step --meta-gradient exact --num-layers 2 --seq 64
 """
 
 import argparse
@@ -47,7 +48,9 @@ def _worker(args):
     from keras_metaopt import MetaOptimizer, MetaStep
 
     keras.utils.set_random_seed(0)
-    shape = SHAPES["tiny" if args.tiny else "e5-small"]
+    shape = dict(SHAPES["tiny" if args.tiny else "e5-small"])
+    if args.num_layers:
+        shape["num_layers"] = args.num_layers
     backbone = keras_hub.models.BertBackbone(**shape)
     model = keras_hub.models.BertTextClassifier(
         backbone, num_classes=3, preprocessor=None, activation=None
@@ -127,6 +130,11 @@ def _worker(args):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tiny", action="store_true", help="Tiny encoder (smoke run).")
+    parser.add_argument(
+        "--num-layers",
+        type=int,
+        help="Transformer layers instead of the shape's own (e5-small: 12).",
+    )
     parser.add_argument("--batch", type=int, default=32, help="Batch size.")
     parser.add_argument("--seq", type=int, default=128, help="Tokens per example.")
     parser.add_argument(
@@ -174,6 +182,8 @@ def main(argv=None):
         results[worker] = json.loads(out.strip().splitlines()[-1])
     plain, meta = results["plain"], results["meta"]
     shape = "tiny" if args.tiny else "e5-small"
+    if args.num_layers:
+        shape += f" with {args.num_layers} layers"
     print(
         f"encoder {shape}, batch {args.batch} x {args.seq} tokens, "
         f"L = {args.steps_per_meta_update}, "
