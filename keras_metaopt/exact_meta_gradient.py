@@ -19,8 +19,12 @@ so the recomputed gradient is the one the forward pass applied.
 
 Memory: the forward pass keeps (θ, m, v, seeds) at every k-th step
 (`state_every`); the backward sweep recomputes the k states of a segment from
-its checkpoint. Peak ≈ plain training + (⌈L/k⌉ + k) × (trained parameters +
-slots); k = 1 keeps all L + 1 states and recomputes nothing.
+its checkpoint. Peak ≈ one backward step (a reverse-over-reverse HVP) +
+(⌈L/k⌉ + k) × (trained parameters + slots); k = 1 keeps all L states and
+recomputes nothing. The window is a Python loop over compiled single steps
+(forward, held-out gradient, backward, write), not one graph: one graph of
+nested while loops around the nested tapes crashed on its second call
+(Grappler's temporary variables in the loop frames).
 
 The step U is `adam_step` below: Keras's Adam/AdamW `update_step`, written
 functionally (bit-identical, tested). Training in `meta_gradient="exact"`
@@ -122,6 +126,7 @@ class ExactMetaGradient:
         self.loss_fn = loss_fn
         self.steps = steps
         self.state_every = state_every
+        self._compiled = None  # the compiled steps, built on the first run
         opt = optimizer
         keys = {opt._var_key(v): i for i, v in enumerate(opt._trainable_variables)}
         # Model trainable variables: index among the optimizer's trained ones,
@@ -307,7 +312,7 @@ class ExactMetaGradient:
 
     def _compiled_steps(self):
         """The window's single steps, each a `tf.function` run on every replica."""
-        if getattr(self, "_compiled", None) is not None:
+        if self._compiled is not None:
             return self._compiled
         strategy = tf.distribute.get_strategy()
         loss_dtype = self.model.dtype_policy.variable_dtype  # as TrainStep's
@@ -407,16 +412,6 @@ class ExactMetaGradient:
         return self.model.stateless_call(
             values, non_trainable, features, training=training
         )
-
-
-def _one_iteration_at_a_time():
-    """No overlap of loop iterations (a while loop runs up to 10 at once).
-
-    A backward step's recomputation does not depend on the adjoints of the
-    step after it, so overlapping iterations would hold several steps'
-    activations at once: memory would no longer be one step's.
-    """
-    tf.autograph.experimental.set_loop_options(parallel_iterations=1)
 
 
 @contextlib.contextmanager
