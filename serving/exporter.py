@@ -24,6 +24,9 @@ METADATA_FILE = "keras_metaopt.json"
 METADATA_FORMAT = "keras_metaopt.serving.v1"
 WARMUP_FILE = "tf_serving_warmup_requests"
 CLASSIFY_METHOD = "tensorflow/serving/classify"
+# With --jit-compile, lengths are rounded up to a multiple of this (XLA compiles
+# once per shape); 8 keeps the padding small (BENCHMARKS.md).
+DEFAULT_JIT_LENGTH_MULTIPLE = 8
 
 CHECK_PAIRS = (
     ("A man is playing a guitar.", "A man is playing music."),
@@ -74,7 +77,17 @@ class Exporter:
         model_name: str = "nli",
         atol: float = 1e-5,
         check_pairs: list[tuple[str, str]] | None = None,
+        jit_compile: bool = False,
+        length_multiple: int | None = None,
     ):
+        if length_multiple is None:
+            length_multiple = DEFAULT_JIT_LENGTH_MULTIPLE if jit_compile else 1
+        if length_multiple < 1:
+            raise ValueError(
+                f"the length multiple must be an integer >= 1, got {length_multiple}"
+            )
+        self.jit_compile = bool(jit_compile)
+        self.length_multiple = int(length_multiple)
         self.run = RunDir(run_dir)
         self.out = Path(out)
         self.base, self.version = parse_version_dir(self.out)
@@ -107,7 +120,13 @@ class Exporter:
         log.info("loading classifier from %s", self.run.model_path)
         classifier = self.run.load_classifier()
         metadata = self._metadata(classifier)
-        module = ServingModule(classifier, self.run.labels, json.dumps(metadata))
+        module = ServingModule(
+            classifier,
+            self.run.labels,
+            json.dumps(metadata),
+            jit_compile=self.jit_compile,
+            length_multiple=self.length_multiple,
+        )
         tmp = self.base / f".tmp-export-{self.version}-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         try:
@@ -165,6 +184,11 @@ class Exporter:
                 "label_name",
                 CLASSIFY_SIGNATURE: "tf.Example(premise, hypothesis) -> classes, "
                 "scores",
+            },
+            "inference": {
+                "jit_compile": self.jit_compile,
+                "length_multiple": self.length_multiple,
+                "batch_bucketing": "power_of_two" if self.jit_compile else "none",
             },
             "versions": {
                 "tensorflow": tf.__version__,
@@ -240,6 +264,33 @@ class Exporter:
                 predict_log=prediction_log_pb2.PredictLog(request=req)
             )
         )
+        if self.jit_compile:
+            # XLA compiles once per shape: one single-row request per length
+            # bucket, so that no live request waits for a compilation.
+            width = classifier.preprocessor.sequence_length
+            lengths = list(range(self.length_multiple, width + 1, self.length_multiple))
+            if width % self.length_multiple:
+                lengths.append(width)
+            for length in lengths:
+                req = predict_pb2.PredictRequest()
+                req.model_spec.name = self.model_name
+                req.model_spec.signature_name = TOKEN_IDS_SIGNATURE
+                for name, value in ids.items():
+                    row = np.zeros_like(value)
+                    real = (
+                        value[:, :1]
+                        if name == "token_ids"
+                        else np.ones_like(row[:, :1])
+                    )
+                    if name == "segment_ids":
+                        real = np.zeros_like(real)
+                    row[:, :length] = real
+                    req.inputs[name].CopyFrom(tf.make_tensor_proto(row))
+                records.append(
+                    prediction_log_pb2.PredictionLog(
+                        predict_log=prediction_log_pb2.PredictLog(request=req)
+                    )
+                )
         creq = classification_pb2.ClassificationRequest()
         creq.model_spec.name = self.model_name
         creq.model_spec.signature_name = CLASSIFY_SIGNATURE

@@ -45,7 +45,9 @@ class ModelManager:
         max_string_bytes: int = 10_000,
         max_load_retries: int = 5,
         retry_seconds: float = 10.0,
+        xla_cpu_compilation_enabled: bool = False,
     ):
+        self.xla_cpu_compilation_enabled = xla_cpu_compilation_enabled
         self.batching = batching or BatchingConfig(enabled=False)
         self.poll_seconds = poll_seconds
         self.max_request_batch_size = max_request_batch_size
@@ -231,6 +233,7 @@ class ModelManager:
                 self.batching,
                 self.max_request_batch_size,
                 self.max_string_bytes,
+                self.xla_cpu_compilation_enabled,
             )
             servable.warmup()
         except Exception as err:

@@ -44,6 +44,7 @@ class Servable:
         batching: BatchingConfig | None = None,
         max_request_batch_size: int = 256,
         max_string_bytes: int = 10_000,
+        xla_cpu_compilation_enabled: bool = False,
     ):
         import tensorflow as tf
         import tensorflow_text  # noqa: F401  (registers ops used by the graph)
@@ -60,6 +61,14 @@ class Servable:
             (self.path / "saved_model.pb").read_bytes()
         )
         self.signature_defs = dict(saved.meta_graphs[0].signature_def)
+        self.uses_xla = uses_xla(saved)
+        if self.uses_xla and not xla_cpu_compilation_enabled:
+            raise ValueError(
+                f"{self.path} runs functions with jit_compile=True (exported with "
+                "serving.export --jit-compile), and XLA compilation is off: start the "
+                "server with --xla-cpu-compilation-enabled (tensorflow_model_server: "
+                "--xla_cpu_compilation_enabled=true), or export without --jit-compile"
+            )
         self.loaded = tf.saved_model.load(str(self.path))
         self.functions = {
             key: self.loaded.signatures[key]
@@ -366,6 +375,18 @@ _VALUE_FIELDS = {
     9: ("int64_val", 8),  # DT_INT64
     10: ("bool_val", 1),  # DT_BOOL
 }
+
+
+def uses_xla(saved_model) -> bool:
+    """Whether a ``SavedModel`` proto holds functions that must be compiled by
+    XLA (``tf.function(jit_compile=True)``); tensorflow_model_server fails their
+    first request unless ``--xla_cpu_compilation_enabled=true``."""
+    return any(
+        function.attr["_XlaMustCompile"].b
+        for meta_graph in saved_model.meta_graphs
+        for function in meta_graph.graph_def.library.function
+        if "_XlaMustCompile" in function.attr
+    )
 
 
 def check_tensor_shape(key: str, proto) -> list[int]:

@@ -123,6 +123,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="ops run in parallel within one call; 0 = TensorFlow's choice "
         "(default: %(default)s)",
     )
+    tfg.add_argument(
+        "--xla-cpu-compilation-enabled",
+        action="store_true",
+        help="allow models with XLA functions (serving.export --jit-compile); "
+        "off by default, as in tensorflow_model_server, and such a model then "
+        "fails to load with a message saying so",
+    )
     lim = parser.add_argument_group("request limits")
     lim.add_argument(
         "--max-request-batch-size",
@@ -223,6 +230,7 @@ def main(argv=None) -> int:
             max_string_bytes=args.max_string_bytes,
             max_load_retries=args.max_num_load_retries,
             retry_seconds=args.load_retry_interval_seconds,
+            xla_cpu_compilation_enabled=args.xla_cpu_compilation_enabled,
         )
         if args.model_config_file:
             manager = ModelManager.from_config_file(args.model_config_file, **settings)
