@@ -6,7 +6,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from keras_metaopt import rate_param
+from keras_metaopt import base_step, rate_param
 from keras_metaopt.exact_meta_gradient import adam_step, check_base_optimizer
 from keras_metaopt.layer_groups import LayerGroups
 
@@ -35,8 +35,9 @@ class MetaOptimizer(keras.optimizers.Optimizer):
     Args:
         base_optimizer: The `keras.optimizers.Optimizer` whose steps are
             scaled (its learning rate, schedule, clipping and decoupled weight
-            decay apply). Defaults to `Adam(2e-5)`. EMA, gradient accumulation
-            and loss scaling on the base optimizer are not supported.
+            decay apply). Defaults to `Adam(2e-5)`. How its step is read, and
+            which optimizers are refused (wrappers, Nadam, Muon; EMA,
+            gradient accumulation, loss scaling): `keras_metaopt.base_step`.
         layer_groups: A `LayerGroups` mapping variables to groups; frozen
             groups get neither updates nor optimizer slots. Defaults to the
             keras-hub rules with the embeddings frozen.
@@ -97,16 +98,7 @@ class MetaOptimizer(keras.optimizers.Optimizer):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}; got {mode!r}.")
         base_optimizer = base_optimizer or keras.optimizers.Adam(2e-5)
-        if not isinstance(base_optimizer, keras.optimizers.Optimizer):
-            raise TypeError(
-                f"base_optimizer must be a keras.optimizers.Optimizer; "
-                f"got {type(base_optimizer).__name__}."
-            )
-        for attr in ("use_ema", "gradient_accumulation_steps", "loss_scale_factor"):
-            if getattr(base_optimizer, attr, None):
-                raise ValueError(
-                    f"MetaOptimizer does not support `{attr}` on the base optimizer."
-                )
+        base_step.check_wrappable(base_optimizer)
         if meta_gradient not in META_GRADIENTS:
             raise ValueError(
                 f"meta_gradient must be one of {META_GRADIENTS}; got {meta_gradient!r}."
@@ -253,11 +245,11 @@ class MetaOptimizer(keras.optimizers.Optimizer):
         if self.meta_gradient_kind == "exact":
             update = self._functional_adam_update(gradient, variable, learning_rate)
         else:
-            update = self._captured_update(gradient, variable, learning_rate, start)
-        if base.weight_decay is not None and base._use_weight_decay(variable):
-            decay = ops.cast(base.weight_decay, variable.dtype)
-            update = update + start * decay * ops.cast(learning_rate, variable.dtype)
-        return update
+            update = base_step.captured_update(
+                base, gradient, variable, learning_rate, start
+            )
+        decay = base_step.weight_decay_step(base, variable, learning_rate, start)
+        return update if decay is None else update + decay
 
     def _functional_adam_update(self, gradient, variable, learning_rate):
         """Adam's step as `adam_step` computes it: the function the exact
@@ -279,45 +271,6 @@ class MetaOptimizer(keras.optimizers.Optimizer):
         )
         base.assign(m, m_new)
         base.assign(v, v_new)
-        return update
-
-    def _captured_update(self, gradient, variable, learning_rate, start):
-        """Runs the base optimizer's own `update_step`, collecting its writes
-        to `variable` itself instead of applying them."""
-        base, deltas = self.base_optimizer, []
-
-        def capture(kind):
-            original = getattr(base, kind)
-
-            def write(target, value):
-                if target is not variable:
-                    return original(target, value)
-                value = ops.cast(tf.convert_to_tensor(value), variable.dtype)
-                if kind == "assign_sub":
-                    deltas.append(value)
-                elif kind == "assign_add":
-                    deltas.append(-value)
-                else:  # An absolute write replaces everything before it.
-                    deltas[:] = [start - value]
-
-            return write
-
-        kinds = ("assign", "assign_add", "assign_sub")
-        for kind in kinds:
-            setattr(base, kind, capture(kind))
-        try:
-            base.update_step(gradient, variable, learning_rate)
-        finally:
-            for kind in kinds:
-                delattr(base, kind)
-        if not deltas:
-            raise RuntimeError(
-                f"{type(base).__name__}.update_step did not write the variable "
-                "through assign/assign_add/assign_sub; it cannot be wrapped."
-            )
-        update = deltas[0]
-        for delta in deltas[1:]:
-            update = update + delta
         return update
 
     def meta_gradient(self, grads, variables=None):
@@ -483,7 +436,7 @@ class MetaOptimizer(keras.optimizers.Optimizer):
         self.base_optimizer.learning_rate = learning_rate
 
     def _clip_gradients(self, grads):
-        return self.base_optimizer._clip_gradients(grads)
+        return base_step.clip_gradients(self.base_optimizer, grads)
 
     def get_config(self):
         initial_phi = self.initial_phi
