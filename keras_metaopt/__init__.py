@@ -1,9 +1,46 @@
-"""keras-metaopt: meta-learned layer-wise learning rates for Keras 3 / TensorFlow."""
+"""keras-metaopt: meta-learned layer-wise learning rates for Keras 3 / TensorFlow.
 
-from keras_metaopt import models  # noqa: F401  (registers E5Tokenizer for presets)
-from keras_metaopt.layer_groups import LayerGroups
-from keras_metaopt.meta_optimizer import MetaOptimizer
-from keras_metaopt.meta_step import MetaStep
-from keras_metaopt.train_step import TrainStep
+The public classes load on first use (PEP 562), so that the light modules
+(`keras_metaopt.formats`) can be imported without TensorFlow or Keras, e.g.
+by the serving client. Loading any of them also registers the project's Keras
+classes for presets (`keras_metaopt.models`), as importing the package did.
+"""
 
-__all__ = ["LayerGroups", "MetaOptimizer", "MetaStep", "TrainStep"]
+import importlib
+
+_EXPORTS = {
+    "LayerGroups": "keras_metaopt.layer_groups",
+    "MetaOptimizer": "keras_metaopt.meta_optimizer",
+    "MetaStep": "keras_metaopt.meta_step",
+    "TrainStep": "keras_metaopt.train_step",
+}
+
+_SUBMODULES = (
+    "base_step",
+    "data",
+    "exact_meta_gradient",
+    "formats",
+    "layer_groups",
+    "meta_optimizer",
+    "meta_step",
+    "models",
+    "rate_param",
+    "train_step",
+)
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _SUBMODULES:  # `keras_metaopt.data` after a bare `import keras_metaopt`
+        return importlib.import_module(f"keras_metaopt.{name}")
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'keras_metaopt' has no attribute {name!r}")
+    importlib.import_module("keras_metaopt.models")  # registers E5Tokenizer
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted([*globals(), *_EXPORTS, *_SUBMODULES])

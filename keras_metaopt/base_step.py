@@ -29,8 +29,10 @@ those three methods; `check_wrappable` refuses the others when the
 - EMA, gradient accumulation and loss scaling on the base optimizer.
 
 `tests/test_base_step.py` runs every class in `keras.optimizers` against this:
-each either reproduces its own `apply` at λ = 1 or is refused here. This module
-is the only place that uses the base optimizer's private API.
+each either reproduces its own `apply` at λ = 1 or is refused here. The
+first-order path touches the base optimizer's private API only here; the exact
+mode instead recomputes Adam's step functionally from its slots
+(`exact_meta_gradient.adam_step`, tested bit-identical to Keras's).
 """
 
 import keras

@@ -8,12 +8,11 @@ from keras import ops
 
 from keras_metaopt import base_step, rate_param
 from keras_metaopt.exact_meta_gradient import adam_step, check_base_optimizer
+from keras_metaopt.formats import RATES_FORMAT
 from keras_metaopt.layer_groups import LayerGroups
 
 MODES = ("layerwise", "shared", "fixed")
 META_GRADIENTS = ("first_order", "exact")
-# v1 files without "rates_param" were written with the sigmoid (rates in [0, 1]).
-RATES_FORMAT = "keras_metaopt.rates.v1"
 
 
 @keras.saving.register_keras_serializable(package="keras_metaopt")

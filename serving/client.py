@@ -15,8 +15,9 @@ import logging
 import os
 import sys
 
+from keras_metaopt.formats import LABEL_NAMES as LABELS
 from serving.log_level import add_log_level_flag
-from serving.run_dir import LABELS
+from serving.saved_model_layout import PREDICT_SIGNATURE
 
 COMMANDS = ("predict", "metadata", "status")
 DEFAULT_BATCH_SIZE = 32  # when the server does not say its limit
@@ -58,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--signature-name",
-        default="serving_default",
+        default=PREDICT_SIGNATURE,
         help="signature taking premise/hypothesis strings (default: %(default)s)",
     )
     which = parser.add_mutually_exclusive_group()

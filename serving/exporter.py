@@ -11,19 +11,21 @@ import numpy as np
 
 from serving.export_error import ExportError
 from serving.run_dir import RunDir
-from serving.serving_module import (
+from serving.saved_model_layout import (
+    ASSETS_EXTRA,
+    CLASSIFY_METHOD,
     CLASSIFY_SIGNATURE,
+    METADATA_FILE,
+    METADATA_FORMAT,
     PREDICT_SIGNATURE,
+    TEXT_INPUTS,
     TOKEN_IDS_SIGNATURE,
-    ServingModule,
+    WARMUP_FILE,
 )
+from serving.serving_module import ServingModule
 
 log = logging.getLogger(__name__)
 
-METADATA_FILE = "keras_metaopt.json"
-METADATA_FORMAT = "keras_metaopt.serving.v1"
-WARMUP_FILE = "tf_serving_warmup_requests"
-CLASSIFY_METHOD = "tensorflow/serving/classify"
 # With --jit-compile, lengths are rounded up to a multiple of this (XLA compiles
 # once per shape); 8 keeps the padding small (BENCHMARKS.md).
 DEFAULT_JIT_LENGTH_MULTIPLE = 8
@@ -133,7 +135,7 @@ class Exporter:
             log.info("writing SavedModel to %s", tmp)
             tf.saved_model.save(module, str(tmp), signatures=module.signatures())
             self._mark_classify_signature(tmp)
-            extra = tmp / "assets.extra"
+            extra = tmp / ASSETS_EXTRA
             extra.mkdir()
             (extra / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
             self._write_warmup(extra / WARMUP_FILE, classifier)
@@ -245,7 +247,7 @@ class Exporter:
             req = predict_pb2.PredictRequest()
             req.model_spec.name = self.model_name
             req.model_spec.signature_name = PREDICT_SIGNATURE
-            for i, name in enumerate(("premise", "hypothesis")):
+            for i, name in enumerate(TEXT_INPUTS):
                 values = np.array([p[i].encode() for p in pairs[:n]], dtype=object)
                 req.inputs[name].CopyFrom(tf.make_tensor_proto(values))
             records.append(
@@ -373,7 +375,7 @@ class Exporter:
         if json.loads(loaded.metadata_json.numpy().decode()) != metadata:
             raise ExportError("metadata_json in the graph differs from the metadata")
 
-        warmup = Path(path) / "assets.extra" / WARMUP_FILE
+        warmup = Path(path) / ASSETS_EXTRA / WARMUP_FILE
         count = 0
         for raw in tf.data.TFRecordDataset(str(warmup)).as_numpy_iterator():
             prediction_log_pb2.PredictionLog.FromString(raw)

@@ -12,6 +12,7 @@ from tensorflow_serving.apis import (
 )
 
 from serving.metadata_fields import REQUEST_LIMITS_FIELD, SIGNATURE_DEF_FIELD
+from serving.saved_model_layout import PREDICT_SIGNATURE
 from serving.tensor_proto import string_tensor, to_array
 
 _JSON_OPTIONS = dict(
@@ -39,7 +40,7 @@ class NliClient:
         self,
         target: str = "127.0.0.1:8500",
         model_name: str = "nli",
-        signature_name: str = "serving_default",
+        signature_name: str = PREDICT_SIGNATURE,
         version: int | None = None,
         version_label: str | None = None,
         timeout: float = 30.0,

@@ -3,7 +3,7 @@
 import csv
 from pathlib import Path
 
-from serving.run_dir import LABELS
+from keras_metaopt.formats import LABEL_NAMES as LABELS
 
 
 class PairTsv:

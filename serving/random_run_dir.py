@@ -4,7 +4,8 @@ import json
 import logging
 from pathlib import Path
 
-from serving.run_dir import LABELS, RATES_FORMAT
+from keras_metaopt.formats import LABEL_NAMES as LABELS
+from keras_metaopt.formats import MODEL_DIR, RATES_FORMAT, RATES_JSON, RUN_JSON
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +156,7 @@ class RandomRunDir:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         classifier = self.build_classifier()
-        classifier.save_to_preset(str(path / "model"))
+        classifier.save_to_preset(str(path / MODEL_DIR))
         run = {
             "preset": f"random-{self.encoder}-{self.num_layers}x{self.hidden_dim}",
             "method": "meta" if self.with_rates else "baseline",
@@ -164,12 +165,12 @@ class RandomRunDir:
             "sequence_length": self.sequence_length,
             "seed": self.seed,
         }
-        (path / "run.json").write_text(json.dumps(run, indent=2) + "\n")
+        (path / RUN_JSON).write_text(json.dumps(run, indent=2) + "\n")
         if self.with_rates:
             rates = {f"transformer_layer_{i}": 0.5 for i in range(self.num_layers)}
             rates = {k: round(0.4 + 0.05 * i, 4) for i, k in enumerate(rates)}
             rates["head"] = 0.55
             doc = {"format": RATES_FORMAT, "mode": "layerwise", "rates": rates}
-            (path / "rates.json").write_text(json.dumps(doc, indent=2) + "\n")
+            (path / RATES_JSON).write_text(json.dumps(doc, indent=2) + "\n")
         log.info("wrote random %s run to %s", self.encoder, path)
         return path

@@ -8,6 +8,7 @@ from urllib.parse import quote
 import numpy as np
 
 from serving.metadata_fields import REQUEST_LIMITS_FIELD
+from serving.saved_model_layout import PREDICT_SIGNATURE
 
 
 class RestError(Exception):
@@ -34,7 +35,7 @@ class RestNliClient:
         self,
         target: str = "127.0.0.1:8501",
         model_name: str = "nli",
-        signature_name: str = "serving_default",
+        signature_name: str = PREDICT_SIGNATURE,
         version: int | None = None,
         version_label: str | None = None,
         timeout: float = 30.0,

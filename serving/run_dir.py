@@ -3,8 +3,8 @@
 import json
 from pathlib import Path
 
-LABELS = ("entailment", "neutral", "contradiction")
-RATES_FORMAT = "keras_metaopt.rates.v1"
+from keras_metaopt.formats import LABEL_NAMES as LABELS
+from keras_metaopt.formats import MODEL_DIR, RATES_FORMAT, RATES_JSON, RUN_JSON
 
 
 class RunDir:
@@ -25,23 +25,23 @@ class RunDir:
         self.path = Path(path)
         if not self.path.is_dir():
             raise ValueError(f"run directory {self.path} does not exist")
-        self.model_path = self.path / "model"
+        self.model_path = self.path / MODEL_DIR
         if not (self.model_path / "config.json").is_file():
             raise ValueError(
                 f"{self.model_path} is not a keras-hub preset (no config.json); "
-                "expected classifier.save_to_preset(RUN/'model')"
+                f"expected classifier.save_to_preset(RUN/'{MODEL_DIR}')"
             )
-        self.run = self._read_json(self.path / "run.json")
+        self.run = self._read_json(self.path / RUN_JSON)
         self.labels = list(self.run.get("labels", LABELS))
         if tuple(self.labels) != LABELS:
             raise ValueError(
-                f"{self.path / 'run.json'}: labels must be {list(LABELS)} in this "
+                f"{self.path / RUN_JSON}: labels must be {list(LABELS)} in this "
                 f"order; got {self.labels}"
             )
         self.sequence_length = self.run.get("sequence_length")
         self.rates = None
         self.rates_mode = None
-        rates_path = self.path / "rates.json"
+        rates_path = self.path / RATES_JSON
         if rates_path.exists():
             rates = self._read_json(rates_path)
             if rates.get("format") != RATES_FORMAT:
@@ -74,7 +74,7 @@ class RunDir:
         """
         import keras_hub
 
-        import keras_metaopt  # noqa: F401  (registers presets' custom tokenizers)
+        import keras_metaopt.models  # noqa: F401  (registers presets' custom tokenizers)
 
         classifier = keras_hub.models.TextClassifier.from_preset(str(self.model_path))
         pre = classifier.preprocessor

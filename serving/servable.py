@@ -11,14 +11,17 @@ import numpy as np
 from serving.batching_config import BatchingConfig
 from serving.request_batcher import RequestBatcher
 from serving.request_error import RequestError
+from serving.saved_model_layout import (
+    ASSETS_EXTRA,
+    CLASSIFY_INPUT,
+    CLASSIFY_METHOD,
+    METADATA_FILE,
+    PREDICT_SIGNATURE,
+    TEXT_INPUTS,
+    WARMUP_FILE,
+)
 
 log = logging.getLogger(__name__)
-
-DEFAULT_SIGNATURE = "serving_default"
-CLASSIFY_METHOD = "tensorflow/serving/classify"
-WARMUP_FILE = "tf_serving_warmup_requests"
-METADATA_FILE = "keras_metaopt.json"
-TEXT_FEATURES = ("premise", "hypothesis")
 
 
 class Servable:
@@ -75,7 +78,7 @@ class Servable:
             for key in self.signature_defs
             if key in self.loaded.signatures
         }
-        meta_file = self.path / "assets.extra" / METADATA_FILE
+        meta_file = self.path / ASSETS_EXTRA / METADATA_FILE
         self.metadata = json.loads(meta_file.read_text()) if meta_file.exists() else {}
         self.input_limits = self.metadata.get("encoder", {}).get("input_limits", {})
         self._batchers: dict[str, RequestBatcher] = {}
@@ -101,7 +104,7 @@ class Servable:
         INVALID_ARGUMENT ``No signature was found with the name: X``
         (servables/tensorflow/classifier.cc).
         """
-        name = name or DEFAULT_SIGNATURE
+        name = name or PREDICT_SIGNATURE
         if name not in self.functions:
             available = ", ".join(sorted(self.functions))
             if method == "classify":
@@ -181,7 +184,7 @@ class Servable:
             raise RequestError.invalid(f"inputs have different batch sizes: {sizes}")
         for key, array in arrays.items():
             if array.dtype == object:
-                if sig.method_name == CLASSIFY_METHOD or key == "inputs":
+                if sig.method_name == CLASSIFY_METHOD or key == CLASSIFY_INPUT:
                     self.check_examples(array.reshape(-1), key)
                 else:
                     self.check_strings(array.reshape(-1), key)
@@ -228,7 +231,7 @@ class Servable:
     def check_example(self, example, where: str) -> None:
         """INVALID_ARGUMENT unless premise/hypothesis are single UTF-8 strings."""
         features = example.features.feature
-        for feature in TEXT_FEATURES:
+        for feature in TEXT_INPUTS:
             if feature not in features:
                 raise RequestError.invalid(f"{where}: missing feature {feature!r}")
             kind = features[feature].WhichOneof("kind")
@@ -289,7 +292,7 @@ class Servable:
         import tensorflow as tf
         from tensorflow_serving.apis import prediction_log_pb2
 
-        path = self.path / "assets.extra" / WARMUP_FILE
+        path = self.path / ASSETS_EXTRA / WARMUP_FILE
         if not path.exists():
             return 0
         count = 0

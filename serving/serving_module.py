@@ -3,13 +3,13 @@
 import tensorflow as tf
 
 from keras_metaopt.data import trim_to_longest
-
-PREDICT_SIGNATURE = "serving_default"
-TOKEN_IDS_SIGNATURE = "predict_token_ids"
-CLASSIFY_SIGNATURE = "classify"
-CLASSIFY_INPUT = "inputs"
-TEXT_INPUTS = ("premise", "hypothesis")
-PREDICT_OUTPUTS = ("probabilities", "label", "label_name")
+from serving.saved_model_layout import (
+    CLASSIFY_INPUT,
+    CLASSIFY_SIGNATURE,
+    PREDICT_SIGNATURE,
+    TEXT_INPUTS,
+    TOKEN_IDS_SIGNATURE,
+)
 
 
 class ServingModule(tf.Module):

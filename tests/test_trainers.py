@@ -146,6 +146,22 @@ def test_meta_end_to_end_writes_checkpoints_tensorboard_and_results(meta_run):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_serving_reads_the_run_directory_the_trainer_wrote(meta_run):
+    """One owner per file (keras_metaopt.formats): what trainers.meta writes is
+    what serving's RunDir reads."""
+    from keras_metaopt.formats import LABEL_NAMES
+    from serving.run_dir import RunDir
+
+    out, _ = meta_run
+    run = RunDir(out)
+    written = json.loads((out / "rates.json").read_text())
+    assert run.rates == written["rates"]
+    assert run.rates_mode == written["mode"] == "layerwise"
+    assert tuple(run.labels) == LABEL_NAMES
+    assert run.metadata()["train_languages"] == ["en", "el", "ur"]
+    assert run.load_classifier().preprocessor.sequence_length == 32
+
+
 def test_baselines_share_stage1_and_do_what_they_say(workspace, meta_run):
     root, data_dir, preset = workspace
     stage1 = meta_run[0] / "stage1"

@@ -85,14 +85,15 @@ def load_pairs(data_dir: Path, per_language: int) -> list[tuple[str, str]]:
 def write_run(preset: str, sequence_length: int, path: Path) -> Path:
     import keras_hub
 
-    import keras_metaopt  # noqa: F401  (registers the e5 tokenizer)
-    from serving.run_dir import LABELS
+    import keras_metaopt.models  # noqa: F401  (registers the e5 tokenizer)
+    from keras_metaopt.formats import LABEL_NAMES as LABELS
+    from keras_metaopt.formats import MODEL_DIR, RUN_JSON
 
     classifier = keras_hub.models.TextClassifier.from_preset(
         preset, num_classes=len(LABELS), activation=None
     )
     classifier.preprocessor.sequence_length = sequence_length
-    classifier.save_to_preset(str(path / "model"))
+    classifier.save_to_preset(str(path / MODEL_DIR))
     run = {
         "preset": str(preset),
         "method": "baseline",
@@ -101,7 +102,7 @@ def write_run(preset: str, sequence_length: int, path: Path) -> Path:
         "sequence_length": sequence_length,
         "seed": 0,
     }
-    (path / "run.json").write_text(json.dumps(run, indent=2) + "\n")
+    (path / RUN_JSON).write_text(json.dumps(run, indent=2) + "\n")
     return path
 
 

@@ -79,7 +79,7 @@ MUTATIONS = (
     Mutation(
         "labels",
         "the label order swapped (entailment <-> neutral)",
-        "keras_metaopt/data/labels.py",
+        "keras_metaopt/formats.py",
         r'LABEL_NAMES = \("entailment", "neutral", "contradiction"\)',
         'LABEL_NAMES = ("neutral", "entailment", "contradiction")',
         LABEL_TESTS,

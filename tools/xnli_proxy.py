@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 
+from keras_metaopt.formats import META_STATS_JSON, RATES_JSON, RESULTS_JSON
 from tools.plot_rates import plot_rates
 from trainers import cli, validate
 from trainers.common import results_table
@@ -128,7 +129,7 @@ def _needs_stage1(seed, runs, args):
         s == seed
         and m != "english-only"
         and not (
-            pathlib.Path(args.results_dir) / f"{m}-seed{s}" / "results.json"
+            pathlib.Path(args.results_dir) / f"{m}-seed{s}" / RESULTS_JSON
         ).is_file()
         for m, s in runs
     )
@@ -136,8 +137,8 @@ def _needs_stage1(seed, runs, args):
 
 def _check_reproduced(new_dir, committed_dir):
     """Logs whether a re-trained run's per-example results equal the committed ones."""
-    new = json.loads((new_dir / "results.json").read_text())
-    old = json.loads((committed_dir / "results.json").read_text())
+    new = json.loads((new_dir / RESULTS_JSON).read_text())
+    old = json.loads((committed_dir / RESULTS_JSON).read_text())
     if new["correct"] == old["correct"]:
         logging.info("%s: reproduced the committed results bit for bit", new_dir.name)
         return True
@@ -263,7 +264,7 @@ def main(argv=None):
     runs = plan(args.seeds_main, args.seeds_rest, only)
     for method, seed in runs:
         done = pathlib.Path(args.results_dir) / f"{method}-seed{seed}"
-        if (done / "results.json").is_file():
+        if (done / RESULTS_JSON).is_file():
             if method != "english-only" or not _needs_stage1(seed, runs, args):
                 continue
             # Finished before, but its English model (not committed) is gone
@@ -287,10 +288,10 @@ def main(argv=None):
         done.mkdir(parents=True, exist_ok=True)
         if METHODS.get(method, ("",))[0] == "meta":
             plot_rates(out)
-        for name in ("results.json", "rates.json", "rates.png", "meta_stats.json"):
+        for name in (RESULTS_JSON, RATES_JSON, "rates.png", META_STATS_JSON):
             if (out / name).is_file():
                 shutil.copy(out / name, done / name)
-        _name_row(done / "results.json", method)
+        _name_row(done / RESULTS_JSON, method)
         # Checkpoints take ~1 GB a run; the models stay.
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
         logging.info(

@@ -17,7 +17,9 @@ import keras_hub
 import numpy as np
 import tensorflow as tf
 
+import keras_metaopt.models  # noqa: F401  (registers E5Tokenizer for presets)
 from keras_metaopt import LayerGroups, TrainStep, data
+from keras_metaopt.formats import MODEL_DIR, RATES_JSON, RESULTS_JSON, RUN_JSON
 from trainers import cli, validate
 
 logger = logging.getLogger("keras_metaopt.trainers")
@@ -173,7 +175,7 @@ class Run:
         self.dir.mkdir(parents=True, exist_ok=True)
         # Work left by an earlier process: this run's wall time is partial.
         self.resumed = any(self.dir.glob("checkpoints/*/checkpoint")) or any(
-            (self.dir / x).exists() for x in ("stage1", "rates.json", "model")
+            (self.dir / x).exists() for x in ("stage1", RATES_JSON, MODEL_DIR)
         )
         self.aux = [x for x in args.aux.split(",") if x]
         self.frozen = tuple(x for x in args.freeze.split(",") if x)
@@ -192,7 +194,7 @@ class Run:
         # A validated rerun keeps the run.json its weights were trained with.
         plan = validate.plan_for(args)
         if plan is None or plan.fresh:
-            self._write_json("run.json", settings)
+            self._write_json(RUN_JSON, settings)
 
     # ---- model ---------------------------------------------------------
     def load_classifier(self, preset, frozen=None, stage="model"):
@@ -394,7 +396,7 @@ class Run:
         }
         payload["avg_target"] = _mean(payload["accuracy"], payload["targets"])
         payload["avg_all"] = _mean(payload["accuracy"], languages)
-        self._write_json("results.json", payload)
+        self._write_json(RESULTS_JSON, payload)
         (self.dir / "results.md").write_text(results_table([payload]), encoding="utf-8")
         logger.info(
             "%s: target avg %.2f, all avg %.2f",

@@ -25,7 +25,9 @@ import sys
 import keras_hub
 import numpy as np
 
+import keras_metaopt.models  # noqa: F401  (registers E5Tokenizer for presets)
 from keras_metaopt import data
+from keras_metaopt.formats import RESULTS_JSON
 from trainers import cli, validate
 from trainers.common import evaluate, results_table
 
@@ -65,7 +67,7 @@ def load_results(run_dirs):
     runs = []
     for run_dir in run_dirs:
         run_dir = pathlib.Path(run_dir)
-        path = run_dir / "results.json"
+        path = run_dir / RESULTS_JSON
         if not run_dir.is_dir():
             raise FileNotFoundError(f"{run_dir}: no such run directory")
         if not path.is_file():

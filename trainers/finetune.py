@@ -18,6 +18,7 @@ import sys
 import keras
 
 from keras_metaopt import LayerGroups, MetaOptimizer
+from keras_metaopt.formats import MODEL_DIR, RATES_JSON
 from trainers.common import (
     Run,
     add_common_flags,
@@ -77,7 +78,7 @@ def main(argv=None):
     args = parse_args(build_parser(), argv, trainer="finetune")
     run = Run(args, method_name(args))
     stage1 = run.english_model()
-    final = run.dir / "model"
+    final = run.dir / MODEL_DIR
     if not run.aux:  # English only: the English model is the final one
         classifier = run.load_classifier(stage1)
         run.save_model(classifier, final)
@@ -100,7 +101,7 @@ def main(argv=None):
                     initial_rates=layer_decay_rates(names, args.layer_decay),
                 )
                 optimizer.build(classifier.trainable_variables)
-                optimizer.save_rates(run.dir / "rates.json")
+                optimizer.save_rates(run.dir / RATES_JSON)
         pairs = run.aux_pairs()
         steps = run.steps(pairs, args.aux_epochs, args.aux_steps)
         logger.info("stage 2: %s on %s, %d steps", run.method, ",".join(pairs), steps)

@@ -25,6 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_metaopt import LayerGroups, MetaOptimizer, MetaStep
+from keras_metaopt.formats import META_STATS_JSON, MODEL_DIR, RATES_JSON
 from keras_metaopt.rate_param import RATE_PARAMS
 from trainers.common import (
     Run,
@@ -318,7 +319,7 @@ def meta_train(run, classifier, sources):
             tf.summary.text("meta/heldout", held_out or "(joint)")
     for variable, value in zip(classifier.weights, theta_en):
         variable.assign(value)
-    run.write_json("meta_stats.json", phi_statistics(optimizer, phi_start, steps_down))
+    run.write_json(META_STATS_JSON, phi_statistics(optimizer, phi_start, steps_down))
     return optimizer
 
 
@@ -352,12 +353,12 @@ def main(argv=None):
     args = parse_args(build_parser(), argv, trainer="meta")
     run = Run(args, method_name(args))
     stage1 = run.english_model()
-    final = run.dir / "model"
+    final = run.dir / MODEL_DIR
     if (final / "task.json").is_file():
         return run.evaluate(run.load_classifier(final))
 
     classifier = run.load_classifier(stage1, stage="meta")
-    rates_path = run.dir / "rates.json"
+    rates_path = run.dir / RATES_JSON
     if not rates_path.is_file():
         sources = {"en": run.pairs(args.en_split, "en"), **run.aux_pairs()}
         logger.info("stage 2: meta-training φ on %s", ",".join(sources))

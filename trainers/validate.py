@@ -26,6 +26,7 @@ import pathlib
 import shutil
 
 from keras_metaopt import LayerGroups, data
+from keras_metaopt.formats import MODEL_DIR, RATES_JSON, RESULTS_JSON, RUN_JSON
 
 logger = logging.getLogger("keras_metaopt.trainers")
 
@@ -51,22 +52,22 @@ PATH_FLAGS = frozenset({"data_dir", "preset", "init_from"})
 # directory), and its checkpoint directory is checkpoints/<stage>.
 STAGE_OUTPUT = {
     "en": "stage1/task.json",
-    "meta": "rates.json",
-    "aux": "model/task.json",
+    "meta": RATES_JSON,
+    "aux": f"{MODEL_DIR}/task.json",
 }
 # What makes a directory a run worth keeping (globs); what --overwrite removes.
-RUN_ARTIFACTS = ("stage1", "model", "rates.json", "checkpoints/*/checkpoint")
+RUN_ARTIFACTS = ("stage1", MODEL_DIR, RATES_JSON, "checkpoints/*/checkpoint")
 RUN_FILES = (
-    "run.json",
+    RUN_JSON,
     "stage1",
     "stage1.tmp",
-    "model",
-    "model.tmp",
-    "rates.json",
+    MODEL_DIR,
+    f"{MODEL_DIR}.tmp",
+    RATES_JSON,
     "rates.png",
     "checkpoints",
     "tb",
-    "results.json",
+    RESULTS_JSON,
     "results.md",
     "probe.json",
     "probe.md",
@@ -431,7 +432,7 @@ def check_settings(parser, args, run_dir):
     """`(problems, fresh)`: may this run directory be (re)used with `args`?"""
     if not run_dir.is_dir() or getattr(args, "overwrite", False):
         return [], True
-    path = run_dir / "run.json"
+    path = run_dir / RUN_JSON
     if not path.is_file():
         if has_artifacts(run_dir):
             return [
@@ -482,7 +483,7 @@ def stage_status(args, trainer, aux, run_dir, fresh):
             status[name] = "resumed"
         else:
             status[name] = "new"
-    done = not fresh and (run_dir / "results.json").is_file()
+    done = not fresh and (run_dir / RESULTS_JSON).is_file()
     status["eval"] = "redone" if done else "new"
     return status
 

@@ -6,10 +6,9 @@ Usage:
     'contradiction'
 """
 
-LABEL_NAMES = ("entailment", "neutral", "contradiction")
-"""Label id i is `LABEL_NAMES[i]`: entailment=0, neutral=1, contradiction=2."""
+from keras_metaopt.formats import LABEL_NAMES, NUM_LABELS
 
-NUM_LABELS = len(LABEL_NAMES)
+__all__ = ["LABEL_NAMES", "NUM_LABELS", "label_id"]
 
 _IDS = {name: i for i, name in enumerate(LABEL_NAMES)}
 _IDS["contradictory"] = _IDS["contradiction"]  # XNLI-MT-1.0 spelling.

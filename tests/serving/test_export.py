@@ -57,6 +57,24 @@ def test_layout_and_metadata(model_base, run_dir):
     ]
 
 
+def test_the_server_reads_what_the_export_wrote(model_base):
+    from keras_metaopt.formats import LABEL_NAMES
+    from serving.servable import Servable
+
+    servable = Servable("nli", 1, model_base / "1")
+    try:
+        assert tuple(servable.metadata["labels"]) == LABEL_NAMES
+        assert sorted(servable.input_limits) == [
+            "padding_mask",
+            "segment_ids",
+            "token_ids",
+        ]
+        assert servable.input_limits["padding_mask"] == 2
+        assert servable.warmup() == 4
+    finally:
+        servable.close()
+
+
 def test_signatures(model_base):
     from tensorflow.core.protobuf import saved_model_pb2
 
