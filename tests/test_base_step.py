@@ -12,12 +12,10 @@ import re
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from keras_metaopt import MetaOptimizer
-from tests.tiny import random_batches, tiny_classifier
+from keras_metaopt.testing import random_batches, tiny_classifier, train
 
-LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 EMBEDDINGS = ("token_embedding", "position_embedding", "segment_embedding")
 
 # "exact": bit for bit. "close": within 1e-6, where the wrapper sums what the
@@ -65,17 +63,6 @@ def _make(name):
     return cls(learning_rate=1.0 if name == "Adadelta" else 1e-2)
 
 
-def _train(model, optimizer, batches, variables):
-    @tf.function
-    def step(features, labels):
-        with tf.GradientTape() as tape:
-            loss = LOSS(labels, model(features, training=True))
-        optimizer.apply(tape.gradient(loss, variables), variables)
-
-    for features, labels in batches:
-        step(features, labels)
-
-
 def _weights(model):
     return [v.numpy().copy() for v in model.weights]
 
@@ -99,10 +86,10 @@ def test_rate_one_reproduces_the_optimizer_or_it_is_refused(name):
         for v in reference.trainable_variables
         if not v.path.startswith(EMBEDDINGS + ("embeddings_layer_norm",))
     ]
-    _train(reference, _make(name), batches, trained)
+    train(reference, _make(name), batches, trained)
     model = tiny_classifier()
     optimizer = MetaOptimizer(_make(name), rates_param="exp", initial_phi=0.0)
-    _train(model, optimizer, batches, model.trainable_variables)
+    train(model, optimizer, batches)
     np.testing.assert_array_equal(optimizer.rates().get("head"), 1.0)
     start = _weights(tiny_classifier())
     moved = max(np.abs(a - b).max() for a, b in zip(start, _weights(reference)))

@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from keras_metaopt import MetaOptimizer, MetaStep
 from keras_metaopt.exact_meta_gradient import ExactMetaGradient, adam_step
-from tests.tiny import random_batches, stack, tiny_classifier
+from keras_metaopt.testing import random_batches, stack, tiny_classifier
 
 PHI = [0.3, -0.2, 0.5]
 

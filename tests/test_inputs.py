@@ -21,10 +21,10 @@ import time
 import numpy as np
 import pytest
 
+from keras_metaopt.testing import make_tiny_preset
 from serving import export as export_cli
 from tests.test_trainers import LANGS, META, ROOT, _common, _rows, _weights, _write
 from tools import import_e5_small, plot_rates, xnli_proxy
-from tools.make_tiny_preset import make_tiny_preset
 from trainers import evaluate as evaluate_cli
 from trainers import finetune, meta, validate
 

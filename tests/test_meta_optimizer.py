@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from keras_metaopt import LayerGroups, MetaOptimizer
-from tests.tiny import random_batches, tiny_classifier
+from keras_metaopt.testing import random_batches, tiny_classifier, train
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 LOSS64 = keras.losses.SparseCategoricalCrossentropy(from_logits=True, dtype="float64")
@@ -17,16 +17,7 @@ EMBEDDINGS = ("token_embedding", "position_embedding", "segment_embedding")
 
 def _train(model, optimizer, batches, variables=None):
     """Plain GradientTape steps; `variables` defaults to all trainable ones."""
-    variables = variables or model.trainable_variables
-
-    @tf.function
-    def step(features, labels):
-        with tf.GradientTape() as tape:
-            loss = LOSS(labels, model(features, training=True))
-        optimizer.apply(tape.gradient(loss, variables), variables)
-
-    for features, labels in batches:
-        step(features, labels)
+    train(model, optimizer, batches, variables, LOSS)
 
 
 def _not_embeddings(model):

@@ -20,7 +20,7 @@ import pytest
 import tensorflow as tf
 
 from keras_metaopt import LayerGroups, MetaOptimizer, MetaStep
-from tests.tiny import random_batches, stack, tiny_classifier
+from keras_metaopt.testing import random_batches, stack, tiny_classifier
 
 # The kinds of meta-gradient under test ("exact" joins when it lands).
 META_GRADIENTS = ["first_order", "exact"]

@@ -5,7 +5,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_metaopt import MetaOptimizer, MetaStep
-from tests.tiny import random_batches, stack, tiny_classifier
+from keras_metaopt.testing import random_batches, stack, tiny_classifier
 
 L = 3
 

@@ -16,8 +16,8 @@ import tensorflow as tf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from keras_metaopt.data import load_pairs
+from keras_metaopt.testing import make_tiny_preset
 from tools import probe_horizon, probe_metagrad
-from tools.make_tiny_preset import make_tiny_preset
 from trainers import evaluate as evaluate_cli
 from trainers import finetune, meta
 from trainers.common import evaluate

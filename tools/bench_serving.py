@@ -303,8 +303,8 @@ def stop_server(proc) -> None:
 
 def prepare(shape: str, work: Path) -> Path:
     """Write a random run of ``shape`` and export it; returns MODEL_BASE."""
+    from keras_metaopt.testing import RandomRunDir
     from serving.exporter import Exporter
-    from serving.random_run_dir import RandomRunDir
 
     run, base = work / shape / "run", work / shape / "models"
     started = time.monotonic()

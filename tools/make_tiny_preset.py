@@ -1,5 +1,7 @@
 """Writes a tiny, randomly initialised BERT classifier preset for tests and demos.
 
+A command over `keras_metaopt.testing.make_tiny_preset`:
+
     python -m tools.make_tiny_preset --data-dir ../shared/data/xnli --out presets/tiny
 
 The WordPiece vocabulary is built from the words of the data directory's TSV
@@ -9,65 +11,10 @@ every trainer and with serving export, in seconds on a CPU.
 """
 
 import argparse
-import collections
 import logging
 import pathlib
-import re
-import unicodedata
 
-import keras
-import keras_hub
-
-SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-
-
-def build_vocabulary(texts, size):
-    """Specials, every character (alone and as ##c), then the commonest words."""
-    words, chars = collections.Counter(), set()
-    for text in texts:
-        text = unicodedata.normalize("NFD", text.lower())
-        text = "".join(c for c in text if unicodedata.category(c) != "Mn")
-        for word in re.findall(r"\w+|[^\w\s]", text):
-            words[word] += 1
-            chars.update(word)
-    pieces = SPECIAL + sorted(chars) + [f"##{c}" for c in sorted(chars)]
-    seen = set(pieces)
-    for word, _ in words.most_common():
-        if len(pieces) >= size:
-            break
-        if word not in seen:
-            pieces.append(word)
-            seen.add(word)
-    return pieces
-
-
-def make_tiny_preset(
-    texts, out, vocabulary_size=3000, sequence_length=64, seed=0, dropout=0.1
-):
-    keras.utils.set_random_seed(seed)
-    vocabulary = build_vocabulary(texts, vocabulary_size)
-    tokenizer = keras_hub.models.BertTokenizer(vocabulary=vocabulary, lowercase=True)
-    preprocessor = keras_hub.models.BertTextClassifierPreprocessor(
-        tokenizer, sequence_length=sequence_length
-    )
-    backbone = keras_hub.models.BertBackbone(
-        vocabulary_size=len(vocabulary),
-        num_layers=2,
-        num_heads=2,
-        hidden_dim=32,
-        intermediate_dim=64,
-        max_sequence_length=max(128, sequence_length),
-        dropout=dropout,
-    )
-    classifier = keras_hub.models.BertTextClassifier(
-        backbone,
-        num_classes=3,
-        preprocessor=preprocessor,
-        activation=None,
-        dropout=dropout,
-    )
-    classifier.save_to_preset(str(out))
-    return out
+from keras_metaopt.testing import make_tiny_preset
 
 
 def main(argv=None):

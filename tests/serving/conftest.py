@@ -60,7 +60,7 @@ def run_module(
 @pytest.fixture(scope="session")
 def run_dir(tmp_path_factory):
     """A tiny BERT run directory (random weights, rates.json included)."""
-    from serving.random_run_dir import RandomRunDir
+    from keras_metaopt.testing import RandomRunDir
 
     return RandomRunDir(encoder="bert").write(tmp_path_factory.mktemp("run") / "run")
 

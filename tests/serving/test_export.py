@@ -163,7 +163,7 @@ def test_sentencepiece_encoder_without_segment_ids(tmp_path):
     """
     from tensorflow.core.protobuf import saved_model_pb2
 
-    from serving.random_run_dir import RandomRunDir
+    from keras_metaopt.testing import RandomRunDir
     from serving.run_dir import RunDir
 
     run = RandomRunDir(encoder="xlmr").write(tmp_path / "run")

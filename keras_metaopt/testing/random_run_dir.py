@@ -1,4 +1,4 @@
-"""Write a run directory with a random-weight classifier (tests, benchmarks)."""
+"""A run directory with a random-weight classifier (tests, benchmarks)."""
 
 import json
 import logging
@@ -6,6 +6,7 @@ from pathlib import Path
 
 from keras_metaopt.formats import LABEL_NAMES as LABELS
 from keras_metaopt.formats import MODEL_DIR, RATES_FORMAT, RATES_JSON, RUN_JSON
+from keras_metaopt.testing.tiny_models import tiny_bert_backbone
 
 log = logging.getLogger(__name__)
 
@@ -80,13 +81,14 @@ class RandomRunDir:
                 raise ValueError(f"vocabulary_size must be >= {len(vocab)}")
             vocab += [f"tok{i}" for i in range(self.vocabulary_size - len(vocab))]
         tokenizer = keras_hub.models.BertTokenizer(vocabulary=vocab)
-        backbone = keras_hub.models.BertBackbone(
-            vocabulary_size=len(vocab),
+        backbone = tiny_bert_backbone(
+            len(vocab),
             num_layers=self.num_layers,
             num_heads=self.num_heads,
             hidden_dim=self.hidden_dim,
             intermediate_dim=self.intermediate_dim,
             max_sequence_length=self.max_sequence_length,
+            dropout=0.1,  # keras-hub's default, as these run directories had
         )
         pre = keras_hub.models.BertTextClassifierPreprocessor(
             tokenizer, sequence_length=self.sequence_length

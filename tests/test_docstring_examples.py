@@ -1,0 +1,31 @@
+"""The `>>>` examples of these modules run, as written (keras-hub runs its own).
+
+Modules whose examples need a trained run, a server or a checkpoint on disk are
+not listed; their examples show a call, not a session to paste.
+"""
+
+import doctest
+import importlib
+
+import pytest
+
+RUNNABLE = (
+    "keras_metaopt.formats",
+    "keras_metaopt.data.labels",
+    "keras_metaopt.testing",
+    "serving.exporter",
+)
+
+
+@pytest.mark.parametrize("name", RUNNABLE)
+def test_examples_run(name):
+    module = importlib.import_module(name)
+    finder = doctest.DocTestFinder(exclude_empty=True)
+    tests = [t for t in finder.find(module) if t.examples]
+    assert tests, f"{name} has no examples"
+    if name == "serving.exporter":  # only parse_version_dir's example is standalone
+        tests = [t for t in tests if t.name.endswith("parse_version_dir")]
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    for test in tests:
+        runner.run(test)
+    assert runner.summarize(verbose=False).failed == 0
