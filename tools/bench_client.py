@@ -5,7 +5,7 @@ request, exit) for each mode, beside ``python -c "import tensorflow"`` (what
 every call cost when the client imported TensorFlow). Not a test.
 
 Usage:
-    python tools/bench_client.py --runs 7
+    python -m tools.bench_client --runs 7
 """
 
 import argparse
@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from tools.bench_serving import free_port, prepare  # noqa: E402

@@ -12,7 +12,7 @@ XNLI dev pairs of every language (real lengths), interleaving the two:
   ``python -m serving.server --enable-batching``.
 
 Usage:
-    python tools/bench_length_aware.py --preset presets/multilingual_e5_small \
+    python -m tools.bench_length_aware --preset presets/multilingual_e5_small \
         --data-dir ../shared/data/xnli
 """
 
@@ -28,7 +28,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from serving.log_level import add_log_level_flag  # noqa: E402
@@ -40,7 +39,7 @@ LANGUAGES = "ar bg de el en es fr hi ru sw th tr ur vi zh".split()
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python tools/bench_length_aware.py",
+        prog="python -m tools.bench_length_aware",
         description=__doc__.splitlines()[0],
     )
     parser.add_argument("--preset", required=True, help="encoder preset directory")

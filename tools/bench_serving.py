@@ -9,8 +9,8 @@ requests (p50/p99 latency, requests/s):
   (threads here, one channel each).
 
 Usage:
-    python tools/bench_serving.py                       # tiny and e5-small shapes
-    python tools/bench_serving.py --shapes tiny --requests 300 --json out.json
+    python -m tools.bench_serving                       # tiny and e5-small shapes
+    python -m tools.bench_serving --shapes tiny --requests 300 --json out.json
 """
 
 import argparse
@@ -30,7 +30,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from serving.log_level import add_log_level_flag  # noqa: E402
@@ -66,7 +65,7 @@ PAIRS = [
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python tools/bench_serving.py",
+        prog="python -m tools.bench_serving",
         description="Time single-pair NLI requests: in-process SavedModel calls "
         "versus gRPC (python -m serving.server), sequential and concurrent, "
         "with server-side batching off and on.",
@@ -393,7 +392,8 @@ def run_children(shapes: list[str], args) -> dict:
         with tempfile.NamedTemporaryFile(suffix=".json") as out:
             cmd = [
                 sys.executable,
-                __file__,
+                "-m",
+                "tools.bench_serving",
                 "--shapes",
                 shape,
                 "--intra-op-threads",
@@ -416,7 +416,7 @@ def run_children(shapes: list[str], args) -> dict:
             if args.work_dir:
                 cmd += ["--work-dir", args.work_dir]
             log.info("running %s in a child process", shape)
-            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, cwd=REPO)
             results.update(json.loads(Path(out.name).read_text())["results"])
     return results
 
