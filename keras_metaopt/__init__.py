@@ -15,27 +15,19 @@ _EXPORTS = {
     "TrainStep": "keras_metaopt.train_step",
 }
 
-_SUBMODULES = (
-    "base_step",
-    "data",
-    "exact_meta_gradient",
-    "formats",
-    "layer_groups",
-    "meta_optimizer",
-    "meta_step",
-    "models",
-    "rate_param",
-    "train_step",
-)
-
 __all__ = list(_EXPORTS)
 
 
 def __getattr__(name):
-    if name in _SUBMODULES:  # `keras_metaopt.data` after a bare `import keras_metaopt`
-        return importlib.import_module(f"keras_metaopt.{name}")
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'keras_metaopt' has no attribute {name!r}")
+    if name not in _EXPORTS:  # a submodule, e.g. `keras_metaopt.data`
+        try:
+            return importlib.import_module(f"keras_metaopt.{name}")
+        except ModuleNotFoundError as err:
+            if err.name != f"keras_metaopt.{name}":
+                raise
+            raise AttributeError(
+                f"module 'keras_metaopt' has no attribute {name!r}"
+            ) from None
     importlib.import_module("keras_metaopt.models")  # registers E5Tokenizer
     value = getattr(importlib.import_module(_EXPORTS[name]), name)
     globals()[name] = value
@@ -43,4 +35,4 @@ def __getattr__(name):
 
 
 def __dir__():
-    return sorted([*globals(), *_EXPORTS, *_SUBMODULES])
+    return sorted([*globals(), *_EXPORTS])

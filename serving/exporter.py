@@ -277,16 +277,11 @@ class Exporter:
                 req = predict_pb2.PredictRequest()
                 req.model_spec.name = self.model_name
                 req.model_spec.signature_name = TOKEN_IDS_SIGNATURE
+                # Shapes are all that matter: the first token repeated, all real.
+                fill = {"token_ids": ids["token_ids"][0, 0], "padding_mask": 1}
                 for name, value in ids.items():
                     row = np.zeros_like(value)
-                    real = (
-                        value[:, :1]
-                        if name == "token_ids"
-                        else np.ones_like(row[:, :1])
-                    )
-                    if name == "segment_ids":
-                        real = np.zeros_like(real)
-                    row[:, :length] = real
+                    row[:, :length] = fill.get(name, 0)
                     req.inputs[name].CopyFrom(tf.make_tensor_proto(row))
                 records.append(
                     prediction_log_pb2.PredictionLog(
