@@ -340,7 +340,7 @@ def test_paper_init_reloads_the_e5_encoder_and_keeps_the_tokenizer_alive(preset)
     import tensorflow as tf
 
     import keras_metaopt.models  # noqa: F401
-    from trainers.meta import pretrained_weights
+    from trainers.learner_init import pretrained_weights
 
     classifier = keras_hub.models.TextClassifier.from_preset(
         preset, num_classes=3, activation=None

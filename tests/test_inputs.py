@@ -21,10 +21,11 @@ import time
 import numpy as np
 import pytest
 
+from benchmarks import xnli_proxy
 from keras_metaopt.testing import make_tiny_preset
 from serving import export as export_cli
 from tests.test_trainers import LANGS, META, ROOT, _common, _rows, _weights, _write
-from tools import import_e5_small, plot_rates, xnli_proxy
+from tools import import_e5_small, plot_rates
 from trainers import evaluate as evaluate_cli
 from trainers import finetune, meta, validate
 
@@ -67,7 +68,7 @@ def _break(path, line, row):
 def _fake_run(space, name, *extra, parser=None, drop=(), artifacts=True):
     """A run directory as the trainers leave it (run.json, stage outputs).
 
-    Its run.json is the one `trainers.common.Run` writes for these flags; the
+    Its run.json is the one `trainers.run.Run` writes for these flags; the
     weights are stand-ins, since only the settings check reads this run.
     """
     root, data_dir, preset = space
@@ -393,7 +394,7 @@ def test_other_commands_fail_in_one_line(space, capsys, tmp_path):
             ["--preset", gone, "--data-dir", gone, "--only", "meta,nope"]
             + ["--work-dir", str(root / "a-file" / "w")],
             [
-                "tools.xnli_proxy",
+                "benchmarks.xnli_proxy",
                 "--only meta,nope: unknown method(s) nope",
                 f"--preset {gone}: no such preset directory",
                 f"--data-dir {gone}: data directory",

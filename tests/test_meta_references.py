@@ -4,7 +4,7 @@ Every expected value here comes from code written in this file: the layer
 groups from the variable paths, Adam from its update rule, the first-order
 meta-gradient from a tape through a replay of the inner steps (each inner
 gradient wrapped in `tf.stop_gradient`, the paper's definition), φ's update
-from Adam's first step. `tools/mutation_check.py` shows that these tests catch
+from Adam's first step. `benchmarks/mutation_check.py` shows that these tests catch
 a wrong sign, unsummed updates, an unapplied or misassigned rate.
 
 To test the exact meta-gradient, add "exact" to `META_GRADIENTS` and make

@@ -1,11 +1,11 @@
-"""`tools/mutation_check.py` still aims at the code it means to break."""
+"""`benchmarks/mutation_check.py` still aims at the code it means to break."""
 
 import re
 from pathlib import Path
 
 import pytest
 
-from tools.mutation_check import MUTATIONS
+from benchmarks.mutation_check import MUTATIONS
 
 REPO = Path(__file__).resolve().parents[1]
 

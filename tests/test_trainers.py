@@ -17,10 +17,13 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from keras_metaopt.data import load_pairs
 from keras_metaopt.testing import make_tiny_preset
-from tools import probe_horizon, probe_metagrad
+from probes import horizon as probe_horizon
+from probes import metagrad as probe_metagrad
 from trainers import evaluate as evaluate_cli
 from trainers import finetune, meta
-from trainers.common import evaluate
+from trainers.evaluation import evaluate
+from trainers.learner_init import fresh_head
+from trainers.reporting import paired_bootstrap
 
 LANGS = ("en", "de", "el", "ur")
 WORDS = {
@@ -332,13 +335,13 @@ def test_paired_bootstrap_detects_a_real_difference():
     a = b.copy()
     flip = rng.choice(np.flatnonzero(a == 0), 120, replace=False)
     a[flip] = 1  # a is 6 points better on the same examples
-    delta, p = evaluate_cli.paired_bootstrap(a, b, samples=2000)
+    delta, p = paired_bootstrap(a, b, samples=2000)
     assert delta == pytest.approx(0.06)
     assert p < 0.001
-    delta, p = evaluate_cli.paired_bootstrap(b, b, samples=100)
+    delta, p = paired_bootstrap(b, b, samples=100)
     assert (delta, p) == (0.0, 1.0)
     with pytest.raises(ValueError, match="equal-length"):
-        evaluate_cli.paired_bootstrap(a, b[:-1])
+        paired_bootstrap(a, b[:-1])
 
 
 @pytest.fixture(scope="module")
@@ -519,11 +522,11 @@ def test_fresh_head_redraws_only_the_classifier_layers(workspace):
         str(preset), num_classes=3, activation=None
     )
     before = {v.path: v.numpy().copy() for v in classifier.weights}
-    meta.fresh_head(classifier, seed=7)
+    fresh_head(classifier, seed=7)
     first = {v.path: v.numpy().copy() for v in classifier.weights}
-    meta.fresh_head(classifier, seed=7)
+    fresh_head(classifier, seed=7)
     again = {v.path: v.numpy().copy() for v in classifier.weights}
-    meta.fresh_head(classifier, seed=8)
+    fresh_head(classifier, seed=8)
     other = {v.path: v.numpy().copy() for v in classifier.weights}
     for path, value in before.items():
         np.testing.assert_array_equal(first[path], again[path])  # seeded

@@ -27,7 +27,7 @@ from tests.test_trainers import (  # noqa: F401  (workspace is a fixture)
     _weights,
     workspace,
 )
-from trainers import common, meta
+from trainers import meta, stage_loop
 
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
 
@@ -95,12 +95,12 @@ def test_killed_in_the_english_then_the_aux_stage_ends_bit_for_bit_equal(
     log = _kill_at_first_checkpoint(
         command, out / "checkpoints" / "aux", root / "k2.log"
     )
-    assert "en: resumed at step" in log
+    assert "en: resuming at step" in log
     assert (out / "stage1" / "task.json").is_file()
     assert not (out / "model").exists(), "killed too late: the aux stage had finished"
     done = subprocess.run(command, cwd=ROOT, env=ENV, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "aux: resumed at step" in done.stderr
+    assert "aux: resuming at step" in done.stderr
     assert "en: resumed" not in done.stderr  # stage 1 was done
 
     for name in ("stage1", "model"):
@@ -170,7 +170,7 @@ def test_ablation_resumes_mid_round_and_tensorboard_holds_what_it_computed(
     reference = root / f"{ablation}-uninterrupted"
     meta_record, aux_record = [], []
     monkeypatch.setattr(meta, "MetaStep", _recording_meta_step(meta_record))
-    monkeypatch.setattr(common, "TrainStep", _recording_train_step(aux_record))
+    monkeypatch.setattr(stage_loop, "TrainStep", _recording_train_step(aux_record))
     results = meta.main(args(reference))
     assert len(meta_record) == 6
     # The aux stage: 4 steps, in calls of min(--log-every 3, --checkpoint-every 2).

@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from tools import xnli_proxy
-from trainers.evaluate import compare
+from benchmarks import xnli_proxy
+from trainers.reporting import compare
 
 
 def test_plan_is_seed_major_with_the_english_model_first():

@@ -27,93 +27,9 @@ import numpy as np
 
 import keras_metaopt.models  # noqa: F401  (registers E5Tokenizer for presets)
 from keras_metaopt import data
-from keras_metaopt.formats import RESULTS_JSON
 from trainers import cli, validate
-from trainers.common import evaluate, results_table
-
-# What a trainer's results.json must hold to be compared.
-RESULT_KEYS = (
-    "method",
-    "seed",
-    "accuracy",
-    "correct",
-    "targets",
-    "avg_target",
-    "avg_all",
-)
-
-
-def paired_bootstrap(correct_a, correct_b, samples=10_000, seed=0):
-    """Two-sided p-value that methods a and b differ in mean accuracy.
-
-    `correct_a`, `correct_b`: per-example scores (0/1 or seed means) on the
-    same examples. Returns `(delta, p)` with delta = mean(a) - mean(b).
-    """
-    a, b = np.asarray(correct_a, float), np.asarray(correct_b, float)
-    if a.shape != b.shape or a.ndim != 1 or not len(a):
-        raise ValueError(
-            f"paired bootstrap needs two equal-length vectors; got {a.shape}, {b.shape}"
-        )
-    diff = a - b
-    delta = float(diff.mean())
-    rng = np.random.default_rng(seed)
-    index = rng.integers(0, len(diff), size=(samples, len(diff)))
-    resampled = diff[index].mean(axis=1)
-    p = float(np.mean(np.abs(resampled - delta) >= abs(delta))) if delta else 1.0
-    return delta, p
-
-
-def load_results(run_dirs):
-    runs = []
-    for run_dir in run_dirs:
-        run_dir = pathlib.Path(run_dir)
-        path = run_dir / RESULTS_JSON
-        if not run_dir.is_dir():
-            raise FileNotFoundError(f"{run_dir}: no such run directory")
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no results (is the run finished?)")
-        try:
-            run = json.loads(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, ValueError) as err:
-            raise ValueError(f"{path}: does not parse: {err}") from None
-        missing = [k for k in RESULT_KEYS if k not in run]
-        if missing:
-            raise ValueError(f"{path}: not a trainer's results (no {missing[0]!r})")
-        runs.append(run)
-    return runs
-
-
-def compare(runs, baseline, samples=10_000, seed=0):
-    """`{method: (delta, p)}` of each method against `baseline` on target languages.
-
-    Seeds are paired: a method is compared with the baseline's runs of the
-    seeds it has (same English model), or with all of them if none match.
-    Per-example correctness is averaged over those seeds before resampling.
-    """
-    by_method = {}
-    for run in runs:
-        by_method.setdefault(run["method"], []).append(run)
-    if baseline not in by_method:
-        raise ValueError(
-            f"no run of the baseline '{baseline}'; methods: {sorted(by_method)}"
-        )
-    targets = by_method[baseline][0]["targets"]
-
-    def scores(group):
-        return np.mean(
-            [np.concatenate([r["correct"][x] for x in targets]) for r in group], axis=0
-        )
-
-    def base(group):
-        seeds = {r["seed"] for r in group}
-        paired = [r for r in by_method[baseline] if r["seed"] in seeds]
-        return scores(paired or by_method[baseline])
-
-    return {
-        method: paired_bootstrap(scores(group), base(group), samples, seed)
-        for method, group in by_method.items()
-        if method != baseline
-    }
+from trainers.evaluation import evaluate
+from trainers.reporting import compare, load_results, results_table
 
 
 def main(argv=None):

@@ -19,13 +19,15 @@ import keras
 
 from keras_metaopt import LayerGroups, MetaOptimizer
 from keras_metaopt.formats import MODEL_DIR, RATES_JSON
-from trainers.common import (
-    Run,
+from trainers.flags import (
+    add_baseline_flags,
     add_common_flags,
     learning_rate_suffix,
-    logger,
     parse_args,
 )
+from trainers.process import setup_process
+from trainers.run import Run, logger
+from trainers.stage_loop import train_stage
 
 
 def build_parser():
@@ -34,22 +36,7 @@ def build_parser():
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_common_flags(parser)
-    g = parser.add_argument_group("baseline").add_mutually_exclusive_group()
-    g.add_argument(
-        "--freeze-bottom",
-        type=int,
-        default=0,
-        metavar="K",
-        help="Also freeze the bottom K transformer layers in stage 2 (Wu & Dredze 2019).",
-    )
-    g.add_argument(
-        "--layer-decay",
-        type=float,
-        metavar="D",
-        help="Layer-wise learning-rate decay in stage 2 (ELECTRA-style), e.g. 0.9.",
-    )
-    return parser
+    return add_baseline_flags(add_common_flags(parser))
 
 
 def method_name(args):
@@ -76,7 +63,7 @@ def layer_decay_rates(group_names, decay):
 
 def main(argv=None):
     args = parse_args(build_parser(), argv, trainer="finetune")
-    run = Run(args, method_name(args))
+    run = Run(args, method_name(args), setup_process(args))
     stage1 = run.english_model()
     final = run.dir / MODEL_DIR
     if not run.aux:  # English only: the English model is the final one
@@ -105,7 +92,7 @@ def main(argv=None):
         pairs = run.aux_pairs()
         steps = run.steps(pairs, args.aux_epochs, args.aux_steps)
         logger.info("stage 2: %s on %s, %d steps", run.method, ",".join(pairs), steps)
-        run.finetune("aux", classifier, optimizer, pairs, steps)
+        train_stage(run, "aux", classifier, optimizer, pairs, steps)
         run.save_model(classifier, final)
     return run.evaluate(classifier)
 

@@ -1,5 +1,9 @@
 """The data layer: loading NLI pairs from any source, and the tf.data pipeline.
 
+Names load on first use (PEP 562): the readers (`keras_metaopt.data.tsv`,
+`labels`) import without TensorFlow, so the serving client can use them; the
+pipeline and the TFDS source bring TensorFlow in when first touched.
+
 Usage:
     >>> from keras_metaopt import data
     >>> pairs = data.load_pairs("/work/shared/data/xnli", "dev[:1245]", "de")
@@ -8,40 +12,47 @@ Usage:
     >>> ds = data.make_dataset(pairs, pre, 32, shuffle=True, seed=0)
 """
 
-from keras_metaopt.data.data_format_error import DataFormatError
-from keras_metaopt.data.download import XNLI_URLS, download_xnli
-from keras_metaopt.data.labels import LABEL_NAMES, NUM_LABELS, label_id
-from keras_metaopt.data.loaders import detect_layout, list_languages, load_pairs
-from keras_metaopt.data.network import network_error
-from keras_metaopt.data.nli_pairs import NliPairs
-from keras_metaopt.data.offline_error import OfflineError
-from keras_metaopt.data.pipeline import (
-    make_dataset,
-    mix_languages,
-    pairs_to_dataset,
-    trim_to_longest,
-)
-from keras_metaopt.data.split_spec import SplitSpec, parse_split
-from keras_metaopt.data.tsv import read_nli_tsv
+import importlib
 
-__all__ = [
-    "LABEL_NAMES",
-    "NUM_LABELS",
-    "XNLI_URLS",
-    "DataFormatError",
-    "NliPairs",
-    "OfflineError",
-    "SplitSpec",
-    "detect_layout",
-    "download_xnli",
-    "label_id",
-    "list_languages",
-    "load_pairs",
-    "make_dataset",
-    "mix_languages",
-    "network_error",
-    "pairs_to_dataset",
-    "parse_split",
-    "read_nli_tsv",
-    "trim_to_longest",
-]
+_EXPORTS = {
+    "DataFormatError": "keras_metaopt.data.data_format_error",
+    "XNLI_URLS": "keras_metaopt.data.download",
+    "download_xnli": "keras_metaopt.data.download",
+    "LABEL_NAMES": "keras_metaopt.data.labels",
+    "NUM_LABELS": "keras_metaopt.data.labels",
+    "label_id": "keras_metaopt.data.labels",
+    "detect_layout": "keras_metaopt.data.loaders",
+    "list_languages": "keras_metaopt.data.loaders",
+    "load_pairs": "keras_metaopt.data.loaders",
+    "network_error": "keras_metaopt.data.network",
+    "NliPairs": "keras_metaopt.data.nli_pairs",
+    "OfflineError": "keras_metaopt.data.offline_error",
+    "make_dataset": "keras_metaopt.data.pipeline",
+    "mix_languages": "keras_metaopt.data.pipeline",
+    "pairs_to_dataset": "keras_metaopt.data.pipeline",
+    "trim_to_longest": "keras_metaopt.data.pipeline",
+    "SplitSpec": "keras_metaopt.data.split_spec",
+    "parse_split": "keras_metaopt.data.split_spec",
+    "read_nli_tsv": "keras_metaopt.data.tsv",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:  # a submodule, e.g. `keras_metaopt.data.tsv`
+        try:
+            return importlib.import_module(f"keras_metaopt.data.{name}")
+        except ModuleNotFoundError as err:
+            if err.name != f"keras_metaopt.data.{name}":
+                raise
+            raise AttributeError(
+                f"module 'keras_metaopt.data' has no attribute {name!r}"
+            ) from None
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted([*globals(), *_EXPORTS])

@@ -1,6 +1,6 @@
 """The meta-objective's landscape: held-out loss after H steps at a uniform rate λ.
 
-    python -m tools.probe_horizon --init-from runs/xnli-proxy/english-only-seed0 \\
+    python -m probes.horizon --init-from runs/xnli-proxy/english-only-seed0 \\
         --data-dir ../shared/data/xnli --preset presets/multilingual_e5_small \\
         --output-dir runs/probe-horizon --heldout ur --sequence-length 64 \\
         --rates 0.25,0.5,1 --horizons 15,45,150
@@ -20,7 +20,6 @@ The held-out loss is the mean cross-entropy (inference mode) over the first
 the evaluation split). Prints a table and writes `probe.json` to --output-dir.
 """
 
-import argparse
 import json
 import logging
 import math
@@ -28,74 +27,25 @@ import sys
 
 import keras
 import numpy as np
-import tensorflow as tf
 
-from keras_metaopt import LayerGroups, MetaOptimizer, TrainStep, data
-from trainers.common import Run, add_common_flags, parse_args
+from keras_metaopt import LayerGroups, MetaOptimizer, TrainStep
+from probes.probe_setup import heldout_loss, load_probe, probe_parser, start_probe
 
-logger = logging.getLogger("keras_metaopt.tools.probe_horizon")
+logger = logging.getLogger("keras_metaopt.probes.horizon")
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
-        prog="python -m tools.probe_horizon",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser, g = probe_parser(
+        "python -m probes.horizon", __doc__, "Held-out pairs the loss is averaged over."
     )
-    add_common_flags(parser)
-    g = parser.add_argument_group("probe")
-    g.add_argument("--heldout", default="ur", help="The held-out source language.")
     g.add_argument("--rates", default="0.25,0.5,1", help="Uniform rates λ to try.")
     g.add_argument("--horizons", default="15,45,150", help="Steps H to measure at.")
-    g.add_argument(
-        "--heldout-examples",
-        type=int,
-        default=320,
-        help="Held-out pairs the loss is averaged over.",
-    )
     return parser
 
 
-def heldout_loss(classifier, batches):
-    """Mean cross-entropy (inference mode) over fixed batches."""
-    total, count = 0.0, 0
-    for features, labels in batches:
-        logits = classifier(features, training=False)
-        losses = keras.losses.sparse_categorical_crossentropy(
-            labels, logits, from_logits=True
-        )
-        total += float(tf.reduce_sum(losses))
-        count += int(labels.shape[0])
-    return total / count
-
-
-def load_probe(run):
-    """The English model, the training sources and the fixed held-out batches.
-
-    Returns `(classifier, train_langs, batches, n)`: `train_langs` maps every
-    source language but `--heldout` to its pairs; `batches` are the first
-    `n = --heldout-examples` held-out pairs.
-    """
-    args = run.args
-    sources = {"en": run.pairs(args.en_split, "en")}
-    sources.update(run.aux_pairs())
-    if args.heldout not in sources:
-        raise SystemExit(f"--heldout {args.heldout}: not a source ({sorted(sources)}).")
-    train_langs = {x: p for x, p in sources.items() if x != args.heldout}
-    classifier = run.load_classifier(run.stage1_preset(), stage="probe")
-    heldout = sources[args.heldout]
-    n = min(args.heldout_examples, len(heldout))
-    batches = list(
-        data.make_dataset(heldout[:n], classifier.preprocessor, args.batch_size)
-    )
-    return classifier, train_langs, batches, n
-
-
 def main(argv=None):
-    args = parse_args(build_parser(), argv)
-    if not args.init_from:
-        raise SystemExit("--init-from (a run with a stage-1 English model) is needed.")
-    run = Run(args, "probe-horizon")
+    run = start_probe(build_parser(), argv, "probe-horizon")
+    args = run.args
     rates = [float(x) for x in args.rates.split(",")]
     horizons = sorted(int(x) for x in args.horizons.split(","))
     classifier, train_langs, batches, n = load_probe(run)

@@ -5,7 +5,7 @@ request, exit) for each mode, beside ``python -c "import tensorflow"`` (what
 every call cost when the client imported TensorFlow). Not a test.
 
 Usage:
-    python -m tools.bench_client --runs 7
+    python -m benchmarks.bench_client --runs 7
 """
 
 import argparse
@@ -24,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from tools.bench_serving import free_port, prepare  # noqa: E402
+from benchmarks.bench_serving import free_port, prepare  # noqa: E402
 
 log = logging.getLogger("bench_client")
 

@@ -12,7 +12,7 @@ XNLI dev pairs of every language (real lengths), interleaving the two:
   ``python -m serving.server --enable-batching``.
 
 Usage:
-    python -m tools.bench_length_aware --preset presets/multilingual_e5_small \
+    python -m benchmarks.bench_length_aware --preset presets/multilingual_e5_small \
         --data-dir ../shared/data/xnli
 """
 
@@ -30,8 +30,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+from benchmarks.bench_serving import run_load, start_server, stop_server, summarize  # noqa: E402
 from serving.log_level import add_log_level_flag  # noqa: E402
-from tools.bench_serving import run_load, start_server, stop_server, summarize  # noqa: E402
 
 log = logging.getLogger("bench_length_aware")
 LANGUAGES = "ar bg de el en es fr hi ru sw th tr ur vi zh".split()
@@ -39,7 +39,7 @@ LANGUAGES = "ar bg de el en es fr hi ru sw th tr ur vi zh".split()
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m tools.bench_length_aware",
+        prog="python -m benchmarks.bench_length_aware",
         description=__doc__.splitlines()[0],
     )
     parser.add_argument("--preset", required=True, help="encoder preset directory")

@@ -9,8 +9,8 @@ requests (p50/p99 latency, requests/s):
   (threads here, one channel each).
 
 Usage:
-    python -m tools.bench_serving                       # tiny and e5-small shapes
-    python -m tools.bench_serving --shapes tiny --requests 300 --json out.json
+    python -m benchmarks.bench_serving                       # tiny and e5-small shapes
+    python -m benchmarks.bench_serving --shapes tiny --requests 300 --json out.json
 """
 
 import argparse
@@ -32,8 +32,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+from benchmarks.encoder_shapes import E5_SMALL  # noqa: E402
 from serving.log_level import add_log_level_flag  # noqa: E402
-from tools.encoder_shapes import E5_SMALL  # noqa: E402
 
 log = logging.getLogger("bench_serving")
 
@@ -65,7 +65,7 @@ PAIRS = [
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m tools.bench_serving",
+        prog="python -m benchmarks.bench_serving",
         description="Time single-pair NLI requests: in-process SavedModel calls "
         "versus gRPC (python -m serving.server), sequential and concurrent, "
         "with server-side batching off and on.",
@@ -268,7 +268,7 @@ def start_server(base: Path, batching: bool, args, logfile: Path):
         "--tensorflow-intra-op-parallelism",
         str(args.intra_op_threads),
         "--rest-api-port",
-        "0",  # gRPC only here; tools/bench_client.py times the REST API
+        "0",  # gRPC only here; benchmarks/bench_client.py times the REST API
     ]
     if batching:
         cmd += [
@@ -393,7 +393,7 @@ def run_children(shapes: list[str], args) -> dict:
             cmd = [
                 sys.executable,
                 "-m",
-                "tools.bench_serving",
+                "benchmarks.bench_serving",
                 "--shapes",
                 shape,
                 "--intra-op-threads",

@@ -1,13 +1,13 @@
 """Resident memory of the exact meta-gradient, call after call.
 
-    python -m tools.bench_exact_calls                 # 2 layers, 384 wide, 32 x 64
-    python -m tools.bench_exact_calls --mode first_order
+    python -m benchmarks.bench_exact_calls                 # 2 layers, 384 wide, 32 x 64
+    python -m benchmarks.bench_exact_calls --mode first_order
 
 Builds a random BERT classifier (embeddings frozen), runs `--calls` MetaStep
 calls of L = `--steps` inner steps and prints, after each call, the resident
 set size and the peak sampled every 50 ms so far. A memory leak shows as RSS
 growing from call to call; a crash on a repeated call shows as a traceback
-after the first. (`tools.bench_meta_step` gives the time and peak-RSS ratios
+after the first. (`benchmarks.bench_meta_step` gives the time and peak-RSS ratios
 against plain fine-tuning at the e5-small shape.)
 """
 

@@ -1,7 +1,7 @@
 """Mutation check: does the test suite catch a broken meta-optimizer?
 
-    python -m tools.mutation_check                 # every mutation, ~20 min on 2 cores
-    python -m tools.mutation_check --only sign --only labels
+    python -m benchmarks.mutation_check                 # every mutation, ~20 min on 2 cores
+    python -m benchmarks.mutation_check --only sign --only labels
 
 Copies the checkout (tracked and untracked, not ignored files) to a temporary
 directory, checks that the relevant tests pass there unmutated, then applies
@@ -111,7 +111,7 @@ def mutate(tree, mutation):
     if count != 1:
         raise LookupError(
             f"{mutation.path}: the pattern of '{mutation.name}' matched {count} "
-            f"times, not once; update MUTATIONS in tools/mutation_check.py."
+            f"times, not once; update MUTATIONS in benchmarks/mutation_check.py."
         )
     path.write_text(mutated, encoding="utf-8")
     return text
@@ -139,7 +139,7 @@ def run_tests(tree, test_file):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(
-        prog="python -m tools.mutation_check", description=__doc__.split("\n\n")[0]
+        prog="python -m benchmarks.mutation_check", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument(
         "--only",

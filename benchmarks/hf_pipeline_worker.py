@@ -1,4 +1,4 @@
-"""The Hugging Face side of ``tools/bench_hf_latency.py`` (runs in its own venv).
+"""The Hugging Face side of ``benchmarks/bench_hf_latency.py`` (runs in its own venv).
 
 It needs only ``torch`` and ``transformers`` (not this project's stack), so it
 imports nothing from the repository. It builds an XLM-R sequence classifier of

@@ -1,6 +1,6 @@
 """The xnli-proxy benchmark: every method on the same seeds, resumable.
 
-    python -m tools.xnli_proxy --preset presets/multilingual_e5_small \\
+    python -m benchmarks.xnli_proxy --preset presets/multilingual_e5_small \\
         --data-dir ../shared/data/xnli
 
 Protocol (../shared/data/xnli/README.md): English stage on `train_mt.en`,
@@ -26,8 +26,7 @@ import time
 from keras_metaopt.formats import META_STATS_JSON, RATES_JSON, RESULTS_JSON
 from tools.plot_rates import plot_rates
 from trainers import cli, validate
-from trainers.common import results_table
-from trainers.evaluate import compare
+from trainers.reporting import compare, results_table
 
 # Issue 11: a meta budget in which φ can move: 100 φ updates (the paper trains
 # φ over 10 epochs with L = 15, i.e. hundreds of updates) instead of 12, at
@@ -219,7 +218,7 @@ def check_args(args):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(
-        prog="python -m tools.xnli_proxy",
+        prog="python -m benchmarks.xnli_proxy",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

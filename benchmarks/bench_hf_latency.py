@@ -5,14 +5,14 @@ does by default and with ``--jit-compile``, and times single XNLI dev pairs
 (real lengths, every language) through each SavedModel's ``serving_default``
 in this process. Beside them, in a child process of another Python (a venv
 with ``torch`` and ``transformers``, which this project does not depend on),
-``tools/hf_pipeline_worker.py`` times an XLM-R sequence classifier of the same
+``benchmarks/hf_pipeline_worker.py`` times an XLM-R sequence classifier of the same
 shape through ``transformers.pipeline("text-classification")`` and through its
 tokenizer plus a bare forward pass. The setups run interleaved, round by
 round, so they share the machine's load.
 
 Usage:
     python3.11 -m venv ../hfvenv && ../hfvenv/bin/pip install torch==2.13.0 transformers
-    python -m tools.bench_hf_latency --preset presets/multilingual_e5_small \\
+    python -m benchmarks.bench_hf_latency --preset presets/multilingual_e5_small \\
         --data-dir ../shared/data/xnli --hf-python ../hfvenv/bin/python
 """
 
@@ -38,7 +38,8 @@ log = logging.getLogger("bench_hf_latency")
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m tools.bench_hf_latency", description=__doc__.splitlines()[0]
+        prog="python -m benchmarks.bench_hf_latency",
+        description=__doc__.splitlines()[0],
     )
     parser.add_argument("--preset", required=True, help="encoder preset directory")
     parser.add_argument("--data-dir", required=True, help="XNLI TSV directory")
@@ -79,12 +80,12 @@ def default_tokenizer_json() -> str:
 
 
 class HfWorker:
-    """``tools/hf_pipeline_worker.py`` in a child process, one JSON line each way."""
+    """``benchmarks/hf_pipeline_worker.py`` in a child process, one JSON line each way."""
 
     def __init__(self, python, tokenizer_json, shape, sequence_length):
         cmd = [
             python,
-            str(REPO / "tools" / "hf_pipeline_worker.py"),
+            str(REPO / "benchmarks" / "hf_pipeline_worker.py"),
             "--tokenizer-json",
             tokenizer_json,
             "--shape",
@@ -145,8 +146,8 @@ def main(argv=None) -> int:
     import tensorflow as tf
     import tensorflow_text  # noqa: F401
 
+    from benchmarks.bench_length_aware import load_pairs, write_run
     from serving.exporter import Exporter
-    from tools.bench_length_aware import load_pairs, write_run
 
     tokenizer_json = args.tokenizer_json or default_tokenizer_json()
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="bench-hf-"))

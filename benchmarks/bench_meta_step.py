@@ -9,10 +9,10 @@ With `--meta-gradient exact` a third process times one exact meta update
 and reports its peak RSS against plain fine-tuning.
 
 Usage:
-    python -m tools.bench_meta_step                 # e5-small shape, 32 x 128
-    python -m tools.bench_meta_step --tiny --meta-steps 2   # seconds, smoke run
-    python -m tools.bench_meta_step --meta-gradient exact --state-every 4
-    python -m tools.bench_meta_step --meta-gradient exact --num-layers 2 --seq 64
+    python -m benchmarks.bench_meta_step                 # e5-small shape, 32 x 128
+    python -m benchmarks.bench_meta_step --tiny --meta-steps 2   # seconds, smoke run
+    python -m benchmarks.bench_meta_step --meta-gradient exact --state-every 4
+    python -m benchmarks.bench_meta_step --meta-gradient exact --num-layers 2 --seq 64
 """
 
 import argparse
@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 
-from tools.encoder_shapes import E5_SMALL
+from benchmarks.encoder_shapes import E5_SMALL
 
 SHAPES = {
     "e5-small": E5_SMALL,
@@ -173,7 +173,7 @@ def main(argv=None):
     for worker in workers:
         print(f"running {worker} ...", file=sys.stderr, flush=True)
         out = subprocess.run(
-            [sys.executable, "-m", "tools.bench_meta_step", "--worker", worker]
+            [sys.executable, "-m", "benchmarks.bench_meta_step", "--worker", worker]
             + (argv if argv is not None else sys.argv[1:]),
             check=True,
             capture_output=True,

@@ -1,6 +1,6 @@
 """Is Algorithm 1's first-order meta-gradient a descent direction?
 
-    python -m tools.probe_metagrad --init-from runs/xnli-proxy/english-only-seed0 \\
+    python -m probes.metagrad --init-from runs/xnli-proxy/english-only-seed0 \\
         --data-dir ../shared/data/xnli --preset presets/multilingual_e5_small \\
         --output-dir runs/probe-metagrad --heldout ur --sequence-length 64 \\
         --phi random --window 15 --epsilon 0.25
@@ -32,7 +32,6 @@ Adam step (ε outside the root), the function the exact gradient differentiates
 here. Prints a table and writes `probe.json` and `probe.md` to --output-dir.
 """
 
-import argparse
 import json
 import logging
 import sys
@@ -43,21 +42,17 @@ import tensorflow as tf
 
 from keras_metaopt import LayerGroups, MetaOptimizer, TrainStep
 from keras_metaopt.exact_meta_gradient import ExactMetaGradient
-from tools.probe_horizon import heldout_loss, load_probe
-from trainers.common import Run, add_common_flags, parse_args
+from probes.probe_setup import heldout_loss, load_probe, probe_parser, start_probe
 
-logger = logging.getLogger("keras_metaopt.tools.probe_metagrad")
+logger = logging.getLogger("keras_metaopt.probes.metagrad")
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
-        prog="python -m tools.probe_metagrad",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser, g = probe_parser(
+        "python -m probes.metagrad",
+        __doc__,
+        "Held-out pairs the loss and the gradients are averaged over.",
     )
-    add_common_flags(parser)
-    g = parser.add_argument_group("probe")
-    g.add_argument("--heldout", default="ur", help="The held-out source language.")
     g.add_argument(
         "--phi",
         default="random",
@@ -67,12 +62,6 @@ def build_parser():
     g.add_argument("--window", type=int, default=15, help="L: inner steps.")
     g.add_argument(
         "--epsilon", type=float, default=0.25, help="Finite-difference step in φ."
-    )
-    g.add_argument(
-        "--heldout-examples",
-        type=int,
-        default=320,
-        help="Held-out pairs the loss and the gradients are averaged over.",
     )
     g.add_argument(
         "--meta-gradient",
@@ -115,15 +104,17 @@ def _initial_phi(args):
         return {"initial_rates": MetaOptimizer.load_rates(args.phi)}
 
 
-def main(argv=None):
-    args = parse_args(build_parser(), argv)
-    if not args.init_from:
-        raise SystemExit("--init-from (a run with a stage-1 English model) is needed.")
+def _check(args):
     if args.window < 1 or args.epsilon <= 0:
-        raise SystemExit("--window must be >= 1 and --epsilon > 0.")
+        return "--window must be >= 1 and --epsilon > 0."
     if not 1 <= args.state_every <= args.window:
-        raise SystemExit("--state-every must be in [1, --window].")
-    run = Run(args, "probe-metagrad")
+        return "--state-every must be in [1, --window]."
+    return None
+
+
+def main(argv=None):
+    run = start_probe(build_parser(), argv, "probe-metagrad", check=_check)
+    args = run.args
     classifier, train_langs, batches, n = load_probe(run)
     # θ_En and the dropout seed states: every trajectory sees the same masks.
     theta_en = [v.numpy() for v in classifier.variables]

@@ -1,0 +1,160 @@
+"""What a finished run reports: Table-1-style tables, paired bootstrap tests
+of one method against another, and a meta run's φ statistics.
+
+`trainers.evaluate` (the command) and `benchmarks.xnli_proxy` read results through
+here; `trainers.run.Run.evaluate` writes them.
+"""
+
+import json
+import pathlib
+
+import numpy as np
+
+from keras_metaopt.formats import RESULTS_JSON
+
+# What a trainer's results.json must hold to be compared.
+RESULT_KEYS = (
+    "method",
+    "seed",
+    "accuracy",
+    "correct",
+    "targets",
+    "avg_target",
+    "avg_all",
+)
+
+
+def paired_bootstrap(correct_a, correct_b, samples=10_000, seed=0):
+    """Two-sided p-value that methods a and b differ in mean accuracy.
+
+    `correct_a`, `correct_b`: per-example scores (0/1 or seed means) on the
+    same examples. Returns `(delta, p)` with delta = mean(a) - mean(b).
+    """
+    a, b = np.asarray(correct_a, float), np.asarray(correct_b, float)
+    if a.shape != b.shape or a.ndim != 1 or not len(a):
+        raise ValueError(
+            f"paired bootstrap needs two equal-length vectors; got {a.shape}, {b.shape}"
+        )
+    diff = a - b
+    delta = float(diff.mean())
+    rng = np.random.default_rng(seed)
+    index = rng.integers(0, len(diff), size=(samples, len(diff)))
+    resampled = diff[index].mean(axis=1)
+    p = float(np.mean(np.abs(resampled - delta) >= abs(delta))) if delta else 1.0
+    return delta, p
+
+
+def load_results(run_dirs):
+    runs = []
+    for run_dir in run_dirs:
+        run_dir = pathlib.Path(run_dir)
+        path = run_dir / RESULTS_JSON
+        if not run_dir.is_dir():
+            raise FileNotFoundError(f"{run_dir}: no such run directory")
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no results (is the run finished?)")
+        try:
+            run = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, ValueError) as err:
+            raise ValueError(f"{path}: does not parse: {err}") from None
+        missing = [k for k in RESULT_KEYS if k not in run]
+        if missing:
+            raise ValueError(f"{path}: not a trainer's results (no {missing[0]!r})")
+        runs.append(run)
+    return runs
+
+
+def compare(runs, baseline, samples=10_000, seed=0):
+    """`{method: (delta, p)}` of each method against `baseline` on target languages.
+
+    Seeds are paired: a method is compared with the baseline's runs of the
+    seeds it has (same English model), or with all of them if none match.
+    Per-example correctness is averaged over those seeds before resampling.
+    """
+    by_method = {}
+    for run in runs:
+        by_method.setdefault(run["method"], []).append(run)
+    if baseline not in by_method:
+        raise ValueError(
+            f"no run of the baseline '{baseline}'; methods: {sorted(by_method)}"
+        )
+    targets = by_method[baseline][0]["targets"]
+
+    def scores(group):
+        return np.mean(
+            [np.concatenate([r["correct"][x] for x in targets]) for r in group], axis=0
+        )
+
+    def base(group):
+        seeds = {r["seed"] for r in group}
+        paired = [r for r in by_method[baseline] if r["seed"] in seeds]
+        return scores(paired or by_method[baseline])
+
+    return {
+        method: paired_bootstrap(scores(group), base(group), samples, seed)
+        for method, group in by_method.items()
+        if method != baseline
+    }
+
+
+def results_table(runs, baseline=None, p_values=None):
+    """A Table-1-style markdown table: one row per method, mean ± std over seeds."""
+    languages = list(runs[0]["accuracy"])
+    by_method = {}
+    for run in runs:
+        by_method.setdefault(run["method"], []).append(run)
+    header = "| method | seeds | " + " | ".join(languages) + " | avg target | avg all |"
+    if p_values:
+        header += f" p vs {baseline} |"
+    lines = [header, "|" + "---|" * (header.count("|") - 1)]
+    for method, group in by_method.items():
+        cells = [method, str(len(group))]
+        for lang in languages:
+            cells.append(_fmt([r["accuracy"][lang] for r in group]))
+        cells.append(_fmt([r["avg_target"] for r in group]))
+        cells.append(_fmt([r["avg_all"] for r in group]))
+        if p_values:
+            p = p_values.get(method)
+            cells.append("" if p is None else f"{p:.3f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(values):
+    values = 100 * np.asarray(values)
+    if len(values) == 1:
+        return f"{values[0]:.1f}"
+    return f"{values.mean():.1f} ± {values.std(ddof=1):.1f}"
+
+
+def mean_accuracy(accuracy, languages):
+    """The mean accuracy over `languages` (NaN for none)."""
+    return (
+        float(np.mean([accuracy[x] for x in languages])) if languages else float("nan")
+    )
+
+
+def phi_statistics(optimizer, phi_start, steps_down):
+    """How far φ moved from its start, and how often it went down.
+
+    Written to `meta_stats.json`: with too few or mis-signed φ updates the
+    learned rates are only the initialisation (BENCHMARKS.md, xnli-proxy).
+    """
+    phi = optimizer.phi.numpy().astype(np.float64)
+    start = np.asarray(phi_start, np.float64)
+    names = optimizer.group_names if optimizer.mode != "shared" else ["shared"]
+    updates = int(optimizer.phi_optimizer.iterations.numpy())
+    moved = np.abs(phi - start)
+    stats = {
+        "phi_updates": updates,
+        "phi_start": dict(zip(names, start.tolist())),
+        "phi_end": dict(zip(names, phi.tolist())),
+        "displacement_max": float(moved.max()),
+        "displacement_mean": float(moved.mean()),
+        "share_steps_down": float(np.asarray(steps_down.numpy()).sum())
+        / max(1, updates * len(names)),
+        "mean_rate": float(np.mean(list(optimizer.rates().values()))),
+    }
+    if len(names) > 1 and start.std() > 0 and phi.std() > 0:
+        stats["corr_start_end"] = float(np.corrcoef(start, phi)[0, 1])
+    return stats
