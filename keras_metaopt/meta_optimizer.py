@@ -65,17 +65,31 @@ class MetaOptimizer(keras.optimizers.Optimizer):
         meta_clipnorm: If set, each meta-gradient dL/dφ (summed over
             replicas) is clipped to this norm before φ's optimizer sees it.
 
-    Example:
+    Example (runs as written, on the tiny test classifier):
 
-    >>> optimizer = MetaOptimizer(keras.optimizers.Adam(2e-5))
-    >>> classifier.compile(optimizer=optimizer, loss=...)  # rates 0.5 each
-    >>> # meta-training: after L inner `optimizer.apply` steps,
-    >>> optimizer.apply_meta_gradient(heldout_grads, model.trainable_variables)
-    >>> optimizer.save_rates("rates.json")
+    >>> import os, tempfile
+    >>> import keras
+    >>> import tensorflow as tf
+    >>> from keras_metaopt import MetaOptimizer
+    >>> from keras_metaopt.testing import random_batches, tiny_classifier, train
+    >>> model = tiny_classifier()
+    >>> optimizer = MetaOptimizer(keras.optimizers.Adam(2e-5))  # φ = 0: λ = 0.5
+    >>> train(model, optimizer, random_batches(2))  # L = 2 inner `apply` steps
+    >>> features, labels = random_batches(1, seed=1)[0]  # a held-out batch
+    >>> with tf.GradientTape() as tape:
+    ...     logits = model(features, training=False)
+    ...     loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(
+    ...         labels, logits, from_logits=True))
+    >>> variables = model.trainable_variables
+    >>> _ = optimizer.apply_meta_gradient(tape.gradient(loss, variables), variables)
+    >>> sorted(optimizer.rates())  # the embeddings are frozen by default
+    ['head', 'transformer_layer_0', 'transformer_layer_1']
+    >>> path = os.path.join(tempfile.mkdtemp(), "rates.json")
+    >>> optimizer.save_rates(path)
     >>> fixed = MetaOptimizer(
     ...     keras.optimizers.Adam(2e-5),
     ...     mode="fixed",
-    ...     initial_rates=MetaOptimizer.load_rates("rates.json"),
+    ...     initial_rates=MetaOptimizer.load_rates(path),
     ... )
     """
 

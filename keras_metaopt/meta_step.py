@@ -32,11 +32,21 @@ class MetaStep:
             and recompute the others in the backward sweep (default 1: keep
             all L + 1; memory ~ ⌈L/k⌉ + k states).
 
-    Example:
+    Example (runs as written, on the tiny test classifier):
 
-    >>> step = MetaStep(classifier, MetaOptimizer(), steps_per_meta_update=15)
-    >>> losses = step(iter(train_ds), iter(heldout_ds))
-    >>> losses["heldout_loss"]
+    >>> import keras
+    >>> import tensorflow as tf
+    >>> from keras_metaopt import MetaOptimizer, MetaStep
+    >>> from keras_metaopt.testing import random_batches, stack, tiny_classifier
+    >>> batches = stack(random_batches(4))
+    >>> ds = tf.data.Dataset.from_tensor_slices(batches).repeat()
+    >>> optimizer = MetaOptimizer(keras.optimizers.Adam(2e-5))
+    >>> step = MetaStep(tiny_classifier(), optimizer, steps_per_meta_update=3)
+    >>> losses = step(iter(ds), iter(ds))  # 3 inner steps, then one φ update
+    >>> sorted(losses)
+    ['heldout_loss', 'meta_gradient', 'meta_gradient_norm', 'train_loss']
+    >>> int(optimizer.phi_optimizer.iterations)
+    1
     """
 
     def __init__(

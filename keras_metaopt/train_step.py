@@ -19,10 +19,18 @@ class TrainStep:
         steps_per_call: Optimizer steps per call.
         strategy: A `tf.distribute.Strategy`; defaults to the current one.
 
-    Example:
+    Example (runs as written, on the tiny test classifier):
 
-    >>> train = TrainStep(classifier, keras.optimizers.Adam(2e-5), 100)
-    >>> mean_loss = train(iter(dataset))
+    >>> import keras
+    >>> import tensorflow as tf
+    >>> from keras_metaopt import TrainStep
+    >>> from keras_metaopt.testing import random_batches, stack, tiny_classifier
+    >>> ds = tf.data.Dataset.from_tensor_slices(stack(random_batches(4))).repeat()
+    >>> optimizer = keras.optimizers.Adam(2e-5)
+    >>> train = TrainStep(tiny_classifier(), optimizer, 2)
+    >>> mean_loss = float(train(iter(ds)))  # the mean loss of its 2 steps
+    >>> int(optimizer.iterations)
+    2
     """
 
     def __init__(self, model, optimizer, steps_per_call=1, strategy=None):

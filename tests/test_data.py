@@ -572,3 +572,62 @@ def test_prepared_tfds_data_is_read_without_network(monkeypatch, unreachable):
         ["x", "y"],
         [1, 2],
     )
+
+
+# --- pairs to predict (the serving client's and export check's reader) ---------
+
+
+def test_pair_tsv_is_the_training_format_with_an_optional_label(tmp_path):
+    from keras_metaopt.data.tsv import read_pair_tsv
+
+    plain = write(tmp_path / "plain.tsv", 'premise\thypothesis\n"a\tb\n\nc\td\n')
+    with pytest.raises(
+        data.DataFormatError, match=r"plain\.tsv:3: got 0 columns, expected 2"
+    ):
+        read_pair_tsv(plain)  # a blank line in the middle, as in training
+    plain.write_text('premise\thypothesis\n"a\tb\n\td\n', encoding="utf-8")
+    rows = read_pair_tsv(plain)  # an empty premise is a pair to predict
+    assert (rows.premises, rows.hypotheses) == (['"a', ""], ["b", "d"])
+    assert rows.labels is None and rows.line_numbers == [2, 3] and len(rows) == 2
+    with pytest.raises(data.DataFormatError, match=r"plain\.tsv:3: empty premise"):
+        data.read_nli_tsv(
+            write(
+                tmp_path / "plain.tsv",
+                tsv_rows(("a", "b", "neutral"), ("", "d", "neutral")),
+            )
+        )
+    # XNLI-1.0's header names and XNLI-MT's "contradictory" read as in training.
+    xnli = write(
+        tmp_path / "xnli.tsv",
+        "language\tgold_label\tsentence1\tsentence2\n"
+        "de\tcontradictory\tp\th\nde\tneutral\tq\ti\n",
+    )
+    rows = read_pair_tsv(xnli)
+    assert rows.labels == [2, 1] and rows.premises == ["p", "q"]
+    assert rows.labels == data.read_nli_tsv(xnli, "de").labels
+    numbered = write(tmp_path / "numbered.tsv", tsv_rows(("p", "h", "1")))
+    for read in (read_pair_tsv, data.read_nli_tsv):
+        with pytest.raises(
+            data.DataFormatError, match=r"numbered\.tsv:2: unknown label '1'"
+        ):
+            read(numbered)
+    with pytest.raises(ValueError, match=r"^cannot read .*missing\.tsv: No such file"):
+        read_pair_tsv(tmp_path / "missing.tsv")
+
+
+def test_pair_tsv_reader_imports_without_tensorflow():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from keras_metaopt.data.tsv import read_pair_tsv; "
+        "print('tensorflow' in sys.modules, 'keras' in sys.modules)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=pathlib.Path(__file__).resolve().parents[1],
+        check=True,
+    )
+    assert done.stdout.split() == ["False", "False"]

@@ -11,9 +11,17 @@ import pytest
 
 RUNNABLE = (
     "keras_metaopt.formats",
+    "keras_metaopt.layer_groups",
+    "keras_metaopt.meta_optimizer",
+    "keras_metaopt.meta_step",
+    "keras_metaopt.train_step",
+    "keras_metaopt.rate_param",
     "keras_metaopt.data.labels",
+    "keras_metaopt.data.nli_pairs",
+    "keras_metaopt.data.data_format_error",
+    "keras_metaopt.data.split_spec",
     "keras_metaopt.testing",
-    "serving.exporter",
+    "serving.export.exporter",
 )
 
 
@@ -23,7 +31,9 @@ def test_examples_run(name):
     finder = doctest.DocTestFinder(exclude_empty=True)
     tests = [t for t in finder.find(module) if t.examples]
     assert tests, f"{name} has no examples"
-    if name == "serving.exporter":  # only parse_version_dir's example is standalone
+    if (
+        name == "serving.export.exporter"
+    ):  # only parse_version_dir's example is standalone
         tests = [t for t in tests if t.name.endswith("parse_version_dir")]
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
     for test in tests:

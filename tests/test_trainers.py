@@ -153,7 +153,7 @@ def test_serving_reads_the_run_directory_the_trainer_wrote(meta_run):
     """One owner per file (keras_metaopt.formats): what trainers.meta writes is
     what serving's RunDir reads."""
     from keras_metaopt.formats import LABEL_NAMES
-    from serving.run_dir import RunDir
+    from serving.export.run_dir import RunDir
 
     out, _ = meta_run
     run = RunDir(out)

@@ -1,7 +1,16 @@
-"""Strict reading of NLI TSV files (no quoting; errors name file and line)."""
+"""Strict reading of NLI TSV files (no quoting; errors name file and line).
+
+The one reader of pair TSVs in the project: the trainers read labelled files
+with `read_nli_tsv`, the serving client and `serving.export --check-pairs`
+read pairs to predict with `read_pair_tsv`. Both take the same format (header
+names, `csv.QUOTE_NONE`, UTF-8) and the same label policy (names only, see
+`keras_metaopt.data.labels.label_id`), and fail with the same `path:line`
+messages. This module imports neither TensorFlow nor Keras.
+"""
 
 import collections
 import csv
+import dataclasses
 import logging
 
 from keras_metaopt.data.data_format_error import DataFormatError
@@ -70,11 +79,13 @@ def _rows(path):
         yield current[0], fields
 
 
-def _header_columns(path, header, want_language):
+def _header_columns(path, header, want_language, label_optional=False):
     names = [name.strip().lower() for name in header]
     columns = {}
     for field, choices in COLUMN_NAMES.items():
         found = [names.index(choice) for choice in choices if choice in names]
+        if not found and field == "label" and label_optional:
+            continue
         if not found:
             raise DataFormatError(
                 path,
@@ -88,20 +99,20 @@ def _header_columns(path, header, want_language):
     return columns
 
 
-def _row_problem(fields, num_columns, columns):
+def _row_problem(fields, num_columns, columns, allow_empty_text=False):
     if len(fields) != num_columns:
         return (
             "wrong column count",
             f"got {len(fields)} columns, expected {num_columns}",
         )
-    label = fields[columns["label"]]
-    if label_id(label) is None:
+    label = fields[columns["label"]] if "label" in columns else None
+    if label is not None and label_id(label) is None:
         return "unknown label", (
             f"unknown label {label!r} (expected one of {', '.join(LABEL_NAMES)}, "
             "or contradictory)"
         )
     for field in ("premise", "hypothesis"):
-        if not fields[columns[field]].strip():
+        if not allow_empty_text and not fields[columns[field]].strip():
             return f"empty {field}", f"empty {field}"
     return None
 
@@ -143,6 +154,58 @@ def read_nli_tsv(path, language=None, *, skip_bad_rows=False, source=None):
         >>> pairs.premises[0], pairs.labels[0]
     """
     path = str(path)
+    rows, skipped = _read(path, language, skip_bad_rows, label_optional=False)
+    return NliPairs(
+        rows.premises,
+        rows.hypotheses,
+        rows.labels,
+        language=language or "",
+        source=source or path,
+        num_skipped=skipped,
+    )
+
+
+@dataclasses.dataclass
+class PairRows:
+    """Pairs read by `read_pair_tsv`: texts, labels if the file has them, lines.
+
+    `labels` are canonical ids (`LABEL_NAMES` order), or None when the file has
+    no label column; `line_numbers[i]` is row i's line in the file (header = 1).
+    """
+
+    premises: list
+    hypotheses: list
+    labels: list | None
+    line_numbers: list
+
+    def __len__(self):
+        return len(self.premises)
+
+
+def read_pair_tsv(path, language=None):
+    """Reads pairs to predict: `read_nli_tsv`'s format, the label column optional.
+
+    Every row is checked as `read_nli_tsv` checks it (no rows are skipped),
+    except that an empty premise or hypothesis is a pair to predict like any
+    other (in training data it is a broken row). A file that cannot be opened
+    raises `ValueError("cannot read PATH: why")`.
+
+    Usage:
+        >>> rows = read_pair_tsv("pairs.tsv")  # premise<TAB>hypothesis[<TAB>label]
+        >>> rows.premises[0], rows.line_numbers[0]
+    """
+    path = str(path)
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as err:
+        raise ValueError(f"cannot read {path}: {err.strerror}") from None
+    rows, _ = _read(path, language, False, label_optional=True)
+    return rows
+
+
+def _read(path, language, skip_bad_rows, label_optional):
+    """`(PairRows, number of skipped rows)` of the TSV at `path`."""
     rows = _rows(path)
     header = next(rows, None)
     if header is None:
@@ -150,34 +213,33 @@ def read_nli_tsv(path, language=None, *, skip_bad_rows=False, source=None):
     if not header[1]:
         raise DataFormatError(path, 1, "blank line where the header should be")
     header = header[1]
-    columns = _header_columns(path, header, want_language=language is not None)
+    columns = _header_columns(
+        path, header, want_language=language is not None, label_optional=label_optional
+    )
     lang_col = columns.get(LANGUAGE_COLUMN)
-    premises, hypotheses, labels, bad_rows = [], [], [], []
+    labelled = "label" in columns
+    out = PairRows([], [], [] if labelled else None, [])
+    bad_rows = []
     num_rows = 0
     for line, fields in rows:
         num_rows += 1
         if lang_col is not None and len(fields) == len(header):
             if fields[lang_col] != language:
                 continue
-        problem = _row_problem(fields, len(header), columns)
+        problem = _row_problem(fields, len(header), columns, label_optional)
         if problem is not None:
             if not skip_bad_rows:
                 raise DataFormatError(path, line, problem[1])
             bad_rows.append((line, *problem))
             continue
-        premises.append(fields[columns["premise"]])
-        hypotheses.append(fields[columns["hypothesis"]])
-        labels.append(label_id(fields[columns["label"]]))
+        out.premises.append(fields[columns["premise"]])
+        out.hypotheses.append(fields[columns["hypothesis"]])
+        if labelled:
+            out.labels.append(label_id(fields[columns["label"]]))
+        out.line_numbers.append(line)
     if bad_rows:
         _report_skipped(path, bad_rows, num_rows)
-    return NliPairs(
-        premises,
-        hypotheses,
-        labels,
-        language=language or "",
-        source=source or path,
-        num_skipped=len(bad_rows),
-    )
+    return out, len(bad_rows)
 
 
 def read_column_values(path, column):

@@ -68,7 +68,7 @@ def run_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def model_base(run_dir, tmp_path_factory):
     """MODEL_BASE with version 1 exported through the export CLI's main()."""
-    from serving.export import main
+    from serving.export.command import main
 
     base = tmp_path_factory.mktemp("models") / "nli"
     assert main(["--run-dir", str(run_dir), "--out", str(base / "1")]) == 0
@@ -81,7 +81,7 @@ def reference(run_dir, model_base):
     import numpy as np
     import tensorflow as tf
 
-    from serving.run_dir import RunDir
+    from serving.export.run_dir import RunDir
 
     classifier = RunDir(run_dir).load_classifier()
     premises = [p for p, _ in PAIRS]
@@ -95,9 +95,9 @@ def reference(run_dir, model_base):
 @pytest.fixture(scope="session")
 def server(model_base):
     """An in-process server (batching on) for the session; yields its address."""
-    from serving.batching_config import BatchingConfig
-    from serving.model_manager import ModelManager
-    from serving.model_server import ModelServer
+    from serving.server.batching_config import BatchingConfig
+    from serving.server.model_manager import ModelManager
+    from serving.server.model_server import ModelServer
 
     manager = ModelManager.for_model(
         "nli",

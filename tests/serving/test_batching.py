@@ -7,9 +7,9 @@ import grpc
 import numpy as np
 import pytest
 
-from serving.batching_config import BatchingConfig
-from serving.request_batcher import RequestBatcher
-from serving.request_error import RequestError
+from serving.server.batching_config import BatchingConfig
+from serving.server.request_batcher import RequestBatcher
+from serving.server.request_error import RequestError
 from tests.serving.conftest import REPO
 
 
@@ -129,7 +129,7 @@ def test_batching_config_text_and_shipped_file():
         "allowed_batch_sizes: 8\nallowed_batch_sizes: 16\n"
     )
     assert (config.max_batch_size, config.batch_timeout_micros) == (16, 500)
-    shipped = BatchingConfig.from_file(REPO / "serving" / "batching.config")
+    shipped = BatchingConfig.from_file(REPO / "serving" / "server" / "batching.config")
     assert (shipped.max_batch_size, shipped.num_batch_threads) == (32, 4)
     with pytest.raises(ValueError, match="unsupported field"):
         BatchingConfig.from_text("max_batch_sizes { value: 3 }")
@@ -138,9 +138,11 @@ def test_batching_config_text_and_shipped_file():
 
 
 def test_shipped_model_config_parses():
-    from serving.model_manager import ModelManager
+    from serving.server.model_manager import ModelManager
 
-    manager = ModelManager.from_config_file(REPO / "serving" / "models.config")
+    manager = ModelManager.from_config_file(
+        REPO / "serving" / "server" / "models.config"
+    )
     model = manager._models["nli"]
     assert model["labels"] == {"stable": 1}
     assert model["config"].base_path == "/models/nli"

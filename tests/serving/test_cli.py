@@ -13,8 +13,10 @@ import grpc
 import numpy as np
 import pytest
 
-from serving import client, export, server
-from serving.nli_client import NliClient
+from serving.client import command as client
+from serving.client.nli_client import NliClient
+from serving.export import command as export
+from serving.server import command as server
 from tests.serving.conftest import PAIRS, REPO, free_port, run_module, wait_until
 
 LABELS = ["entailment", "neutral", "contradiction"]
@@ -78,31 +80,39 @@ def test_client_single_pair(server, reference, capsys):
         (
             [b"a\tb\tentailment", b"only one field"],
             None,
-            "pairs.tsv:3: expected 3 tab-separated fields (premise, hypothesis, label); got 1",
+            "pairs.tsv:3: got 1 columns, expected 3",
         ),
         (
             [b"a\tb\tmaybe"],
             None,
-            "pairs.tsv:2: unknown label 'maybe'; expected one of entailment, neutral, "
-            "contradiction (or 0, 1, 2)",
+            "pairs.tsv:2: unknown label 'maybe' (expected one of entailment, neutral, "
+            "contradiction, or contradictory)",
         ),
         (
             [b"a\tb", b"c\xff\td"],
             "premise\thypothesis",
-            "pairs.tsv:3: not valid UTF-8 (byte 0xff at column 2)",
+            "pairs.tsv:3: not valid UTF-8: 'utf-8' codec can't decode byte 0xff in "
+            "position 1",
         ),
         (
             [b"a\tb"],
-            "sentence1\tsentence2",
-            "pairs.tsv:1: header must be 'premise<TAB>hypothesis'",
+            "premise\ttext",
+            "pairs.tsv:1: header has no hypothesis column (accepted names: "
+            "hypothesis, hypo, sentence2)",
         ),
         (
             [b'"quoted\ttab"\tx'],
             "premise\thypothesis",
-            "pairs.tsv:2: expected 2 tab-separated fields (premise, hypothesis); got 3",
+            "pairs.tsv:2: got 3 columns, expected 2",
+        ),
+        (  # numbers are refused, as in training: sources disagree on their order
+            [b"a\tb\t0"],
+            None,
+            "pairs.tsv:2: unknown label '0' (expected one of entailment, neutral, "
+            "contradiction, or contradictory)",
         ),
     ],
-    ids=["field count", "label", "utf-8", "header", "no quoting"],
+    ids=["field count", "label", "utf-8", "header", "no quoting", "number label"],
 )
 def test_client_reports_bad_tsv_rows(tmp_path, capsys, rows, header, message):
     tsv = write_tsv(
@@ -321,7 +331,7 @@ def test_client_rest_errors(server, capsys):
 
 def test_client_does_not_import_tensorflow(server):
     code = (
-        "import sys; from serving import client; "
+        "import sys; from serving.client import command as client; "
         f"rc = client.main(['--server', '{server.address}', '--premise', 'a', "
         "'--hypothesis', 'b']); "
         "heavy = [m for m in ('tensorflow.python', 'keras', 'keras_hub') "

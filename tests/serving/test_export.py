@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from serving.export import main
-from serving.export_error import ExportError
-from serving.exporter import Exporter, parse_version_dir
+from serving.export.command import main
+from serving.export.export_error import ExportError
+from serving.export.exporter import Exporter, parse_version_dir
 from tests.serving.conftest import PAIRS
 
 
@@ -59,7 +59,7 @@ def test_layout_and_metadata(model_base, run_dir):
 
 def test_the_server_reads_what_the_export_wrote(model_base):
     from keras_metaopt.formats import LABEL_NAMES
-    from serving.servable import Servable
+    from serving.server.servable import Servable
 
     servable = Servable("nli", 1, model_base / "1")
     try:
@@ -141,7 +141,7 @@ def test_warmup_file_parses_as_prediction_logs(model_base):
 
 
 def test_export_check_fails_loudly_on_a_mismatch(run_dir, model_base):
-    from serving.run_dir import RunDir
+    from serving.export.run_dir import RunDir
 
     classifier = RunDir(run_dir).load_classifier()
     bias = classifier.get_layer("logits").bias
@@ -164,7 +164,7 @@ def test_sentencepiece_encoder_without_segment_ids(tmp_path):
     from tensorflow.core.protobuf import saved_model_pb2
 
     from keras_metaopt.testing import RandomRunDir
-    from serving.run_dir import RunDir
+    from serving.export.run_dir import RunDir
 
     run = RandomRunDir(encoder="xlmr").write(tmp_path / "run")
     assert main(["--run-dir", str(run), "--out", str(tmp_path / "m" / "3")]) == 0

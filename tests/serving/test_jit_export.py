@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from serving.export import main
+from serving.export.command import main
 from tests.serving.conftest import PAIRS
 
 
@@ -45,7 +45,7 @@ def test_metadata_records_the_inference_settings(jit_base, model_base):
 
 
 def test_only_the_jit_export_holds_xla_functions(jit_base, model_base):
-    from serving.servable import uses_xla
+    from serving.server.servable import uses_xla
 
     assert uses_xla(_saved(jit_base / "1"))
     assert not uses_xla(_saved(model_base / "1"))
@@ -111,7 +111,7 @@ def test_warmup_compiles_every_length_bucket(jit_base):
 def test_next_power_of_two():
     import tensorflow as tf
 
-    from serving.serving_module import _next_power_of_two
+    from serving.export.serving_module import _next_power_of_two
 
     values = [0, 1, 2, 3, 4, 5, 31, 32, 33, 1000]
     got = [int(_next_power_of_two(tf.constant(v))) for v in values]
@@ -119,7 +119,7 @@ def test_next_power_of_two():
 
 
 def test_server_refuses_an_xla_model_unless_enabled(jit_base):
-    from serving.servable import Servable
+    from serving.server.servable import Servable
 
     with pytest.raises(ValueError) as err:
         Servable("nli", 1, jit_base / "1")
@@ -149,7 +149,7 @@ def test_model_manager_gates_xla_models(jit_base, enabled):
     it the version ends with the reason in GetModelStatus, with it it serves."""
     from tensorflow_serving.apis import model_pb2
 
-    from serving.model_manager import ModelManager
+    from serving.server.model_manager import ModelManager
 
     manager = ModelManager.for_model(
         "nli", jit_base, xla_cpu_compilation_enabled=enabled, max_load_retries=0
@@ -169,7 +169,7 @@ def test_model_manager_gates_xla_models(jit_base, enabled):
 
 
 def test_server_flag_is_off_by_default_as_in_tf_serving():
-    from serving.server import build_parser
+    from serving.server.command import build_parser
 
     assert not build_parser().parse_args([]).xla_cpu_compilation_enabled
     args = build_parser().parse_args(["--xla-cpu-compilation-enabled"])

@@ -248,7 +248,7 @@ def test_rest_errors(rest, method, path, body, code, message):
 
 
 def test_rest_shares_the_grpc_batcher(server, rest, reference):
-    from serving.nli_client import NliClient
+    from serving.client.nli_client import NliClient
 
     with NliClient(server.address) as client:
         client.predict(PREMISES[:1], HYPOTHESES[:1])  # the batcher exists now
@@ -277,8 +277,8 @@ def test_rest_shares_the_grpc_batcher(server, rest, reference):
 
 
 def test_version_labels_over_rest(model_base, reference, tmp_path):
-    from serving.model_manager import ModelManager
-    from serving.model_server import ModelServer
+    from serving.server.model_manager import ModelManager
+    from serving.server.model_server import ModelServer
 
     base = tmp_path / "nli"
     shutil.copytree(model_base / "1", base / "1")
@@ -317,7 +317,7 @@ def test_version_labels_over_rest(model_base, reference, tmp_path):
 
 
 def test_body_over_the_limit_is_413(server):
-    from serving.rest_api import RestApi, RestServer
+    from serving.server.rest_api import RestApi, RestServer
 
     app = RestApi(server.predictions, _models(server), max_body_bytes=100)
     rest = RestServer(app, port=0)
@@ -338,6 +338,6 @@ def test_body_over_the_limit_is_413(server):
 
 
 def _models(server):
-    from serving.model_servicer import ModelServicer
+    from serving.server.model_servicer import ModelServicer
 
     return ModelServicer(server.manager)

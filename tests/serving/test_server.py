@@ -18,7 +18,7 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from serving.nli_client import NliClient
+from serving.client.nli_client import NliClient
 from tests.serving.conftest import PAIRS, wait_until
 
 PREMISES = [p for p, _ in PAIRS]
@@ -564,9 +564,9 @@ def test_eight_concurrent_clients_batched(server, reference):
 def test_new_version_is_picked_up_without_failed_requests(
     model_base, reference, tmp_path
 ):
-    from serving.batching_config import BatchingConfig
-    from serving.model_manager import ModelManager
-    from serving.model_server import ModelServer
+    from serving.server.batching_config import BatchingConfig
+    from serving.server.model_manager import ModelManager
+    from serving.server.model_server import ModelServer
 
     base = tmp_path / "nli"
     shutil.copytree(model_base / "1", base / "1")
@@ -654,8 +654,8 @@ def certificate(tmp_path_factory):
 
 
 def test_tls_and_version_labels(model_base, certificate, reference, tmp_path):
-    from serving.model_manager import ModelManager
-    from serving.model_server import ModelServer
+    from serving.server.model_manager import ModelManager
+    from serving.server.model_server import ModelServer
 
     base = tmp_path / "nli"
     shutil.copytree(model_base / "1", base / "1")
@@ -689,7 +689,7 @@ def test_tls_and_version_labels(model_base, certificate, reference, tmp_path):
             plain.predict(["a"], ["b"])
         assert info.value.code() == grpc.StatusCode.UNAVAILABLE
         # The REST API is HTTPS with the same certificate.
-        from serving.rest_client import RestNliClient
+        from serving.client.rest_client import RestNliClient
 
         with RestNliClient(rest, version_label="stable", ca_file=str(cert)) as c:
             _, probs = c.predict(PREMISES, HYPOTHESES)

@@ -12,12 +12,13 @@ import time
 import grpc
 import numpy as np
 
-from serving.nli_client import NliClient
+from serving.client.nli_client import NliClient
 from tests.serving.conftest import PAIRS, REPO, free_port, wait_until
 
 SLOW_SERVER = """
 import sys, time
-from serving import prediction_servicer, server
+from serving.server import command as server
+from serving.server import prediction_servicer
 
 original = prediction_servicer.PredictionServicer.predict
 

@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2
 
-from serving.tensor_proto import string_tensor, to_array
+from serving.client.tensor_proto import string_tensor, to_array
 
 
 @pytest.mark.parametrize(

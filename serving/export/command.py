@@ -43,9 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--check-pairs",
         metavar="TSV",
-        help="extra pairs for the export check, a TSV with header "
-        "premise<TAB>hypothesis[<TAB>label]; built-in multilingual pairs are "
-        "always checked",
+        help="extra pairs for the export check, a pair TSV as the trainers read "
+        "it (header premise<TAB>hypothesis[<TAB>label]); built-in multilingual "
+        "pairs are always checked",
     )
     parser.add_argument(
         "--atol",
@@ -78,9 +78,9 @@ def main(argv=None) -> int:
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from serving.export_error import ExportError
-    from serving.exporter import Exporter
-    from serving.pair_tsv import PairTsv
+    from keras_metaopt.data.tsv import read_pair_tsv
+    from serving.export.export_error import ExportError
+    from serving.export.exporter import Exporter
 
     if not (args.atol >= 0):  # also NaN
         print(
@@ -98,7 +98,7 @@ def main(argv=None) -> int:
     try:
         extra = []
         if args.check_pairs:
-            tsv = PairTsv(args.check_pairs)
+            tsv = read_pair_tsv(args.check_pairs)
             extra = list(zip(tsv.premises, tsv.hypotheses, strict=True))
         exporter = Exporter(
             args.run_dir,

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from serving.export_error import ExportError
-from serving.run_dir import RunDir
+from serving.export.export_error import ExportError
+from serving.export.run_dir import RunDir
+from serving.export.serving_module import ServingModule
 from serving.saved_model_layout import (
     ASSETS_EXTRA,
     CLASSIFY_METHOD,
@@ -22,7 +23,6 @@ from serving.saved_model_layout import (
     TOKEN_IDS_SIGNATURE,
     WARMUP_FILE,
 )
-from serving.serving_module import ServingModule
 
 log = logging.getLogger(__name__)
 

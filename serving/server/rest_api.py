@@ -20,11 +20,11 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
-from serving.in_flight import InFlight
 from serving.metadata_fields import REQUEST_LIMITS_FIELD, SIGNATURE_DEF_FIELD
-from serving.model_servicer import ModelServicer
-from serving.prediction_servicer import PredictionServicer
-from serving.request_error import RequestError
+from serving.server.in_flight import InFlight
+from serving.server.model_servicer import ModelServicer
+from serving.server.prediction_servicer import PredictionServicer
+from serving.server.request_error import RequestError
 
 log = logging.getLogger(__name__)
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import grpc
 
-from serving.model_manager import ModelManager
-from serving.model_servicer import ModelServicer
-from serving.prediction_servicer import PredictionServicer
+from serving.server.model_manager import ModelManager
+from serving.server.model_servicer import ModelServicer
+from serving.server.prediction_servicer import PredictionServicer
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ class ModelServer:
             "TLS" if self.ssl_cert is not None else "plaintext",
         )
         if self.rest_port is not None:
-            from serving.rest_api import RestApi, RestServer
+            from serving.server.rest_api import RestApi, RestServer
 
             self.rest = RestServer(
                 RestApi(predictions, models, max_body_bytes=self.max_message_bytes),

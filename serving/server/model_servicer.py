@@ -5,9 +5,9 @@ import logging
 import grpc
 from tensorflow_serving.apis import get_model_status_pb2, model_management_pb2
 
-from serving.model_manager import ModelManager
-from serving.prediction_servicer import parsing_handler
-from serving.request_error import RequestError
+from serving.server.model_manager import ModelManager
+from serving.server.prediction_servicer import parsing_handler
+from serving.server.request_error import RequestError
 
 log = logging.getLogger(__name__)
 

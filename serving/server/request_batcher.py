@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from serving.request_error import RequestError
+from serving.server.request_error import RequestError
 
 log = logging.getLogger(__name__)
 

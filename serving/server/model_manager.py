@@ -5,9 +5,9 @@ import threading
 import time
 from pathlib import Path
 
-from serving.batching_config import BatchingConfig
-from serving.request_error import RequestError
-from serving.servable import Servable
+from serving.server.batching_config import BatchingConfig
+from serving.server.request_error import RequestError
+from serving.server.servable import Servable
 
 log = logging.getLogger(__name__)
 

@@ -8,9 +8,6 @@ from pathlib import Path
 
 import numpy as np
 
-from serving.batching_config import BatchingConfig
-from serving.request_batcher import RequestBatcher
-from serving.request_error import RequestError
 from serving.saved_model_layout import (
     ASSETS_EXTRA,
     CLASSIFY_INPUT,
@@ -20,6 +17,9 @@ from serving.saved_model_layout import (
     TEXT_INPUTS,
     WARMUP_FILE,
 )
+from serving.server.batching_config import BatchingConfig
+from serving.server.request_batcher import RequestBatcher
+from serving.server.request_error import RequestError
 
 log = logging.getLogger(__name__)
 

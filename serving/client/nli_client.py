@@ -11,9 +11,9 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
+from serving.client.tensor_proto import string_tensor, to_array
 from serving.metadata_fields import REQUEST_LIMITS_FIELD, SIGNATURE_DEF_FIELD
 from serving.saved_model_layout import PREDICT_SIGNATURE
-from serving.tensor_proto import string_tensor, to_array
 
 _JSON_OPTIONS = dict(
     preserving_proto_field_name=True, always_print_fields_with_no_presence=True
@@ -26,7 +26,7 @@ class NliClient:
     Speaks only the standard PredictionService/ModelService API (string inputs
     ``premise`` and ``hypothesis``; outputs ``probabilities`` and
     ``label_name``), so it works unchanged against ``tensorflow_model_server``.
-    It does not import TensorFlow itself (see :mod:`serving.proto_imports`).
+    It does not import TensorFlow itself (see :mod:`serving.client.proto_imports`).
     RPC failures surface as ``grpc.RpcError``.
 
     Example:

@@ -18,7 +18,7 @@ class BatchingConfig:
 
     ``from_file`` reads the text-proto file given to
     ``tensorflow_model_server --batching_parameters_file`` (the same file this
-    project ships as ``serving/batching.config``); fields that have no meaning
+    project ships as ``serving/server/batching.config``); fields that have no meaning
     here (``allowed_batch_sizes``, ``pad_variable_length_inputs``) are ignored
     with a log line.
 

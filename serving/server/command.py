@@ -4,8 +4,8 @@
 Usage:
     python -m serving.server --model-base-path models/nli --port 8500 \
         --rest-api-port 8501
-    python -m serving.server --model-config-file serving/models.config \
-        --enable-batching --batching-parameters-file serving/batching.config
+    python -m serving.server --model-config-file serving/server/models.config \
+        --enable-batching --batching-parameters-file serving/server/batching.config
 """
 
 import argparse
@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument(
         "--model-config-file",
         help="ModelServerConfig text proto (as for tensorflow_model_server), e.g. "
-        "serving/models.config; replaces --model-base-path/--model-name and adds "
+        "serving/server/models.config; replaces --model-base-path/--model-name and adds "
         "version policies and version labels",
     )
     src.add_argument(
@@ -151,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bat.add_argument(
         "--batching-parameters-file",
-        help="BatchingParameters text proto, e.g. serving/batching.config; the flags "
+        help="BatchingParameters text proto, e.g. serving/server/batching.config; the flags "
         "below override its values",
     )
     bat.add_argument(
@@ -203,9 +203,9 @@ def main(argv=None) -> int:
         tf.config.threading.set_inter_op_parallelism_threads(
             args.tensorflow_inter_op_parallelism
         )
-    from serving.batching_config import BatchingConfig
-    from serving.model_manager import ModelManager
-    from serving.model_server import ModelServer
+    from serving.server.batching_config import BatchingConfig
+    from serving.server.model_manager import ModelManager
+    from serving.server.model_server import ModelServer
 
     log = logging.getLogger("serving.server")
     try:

@@ -21,6 +21,7 @@ from serving.saved_model_layout import PREDICT_SIGNATURE
 
 COMMANDS = ("predict", "metadata", "status")
 DEFAULT_BATCH_SIZE = 32  # when the server does not say its limit
+MAX_FIELD_BYTES = 10_000  # per premise or hypothesis of a --tsv row
 GRPC_SERVER, REST_SERVER = "127.0.0.1:8500", "127.0.0.1:8501"
 
 
@@ -71,8 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--hypothesis", help="hypothesis of a single pair")
     parser.add_argument(
         "--tsv",
-        help="file of pairs: header premise<TAB>hypothesis[<TAB>label], one pair per "
-        "line, no quoting; labels are names or 0/1/2",
+        help="file of pairs, read as the trainers read theirs: a header naming "
+        "premise (or sentence1), hypothesis (or hypo, sentence2) and optionally "
+        "label (or gold_label), one pair per line, tab-separated, no quoting; "
+        "labels are names (entailment, neutral, contradiction), never numbers",
     )
     parser.add_argument(
         "--batch-size",
@@ -118,13 +121,13 @@ def connect(args):
         timeout=args.timeout,
     )
     if args.rest:
-        from serving.rest_client import RestNliClient
+        from serving.client.rest_client import RestNliClient
 
         return RestNliClient(args.server, ca_file=args.ssl_ca_cert, **common)
-    from serving.proto_imports import import_protos_without_tensorflow
+    from serving.client.proto_imports import import_protos_without_tensorflow
 
     import_protos_without_tensorflow()
-    from serving.nli_client import NliClient
+    from serving.client.nli_client import NliClient
 
     root = None
     if args.ssl_ca_cert:
@@ -141,7 +144,7 @@ def connect(args):
 def failure(args, err) -> str | None:
     """A one-line description of a server or connection failure (else None)."""
     if args.rest:
-        from serving.rest_client import RestError
+        from serving.client.rest_client import RestError
 
         if isinstance(err, RestError):
             return f"{args.server} answered HTTP {err.status}: {err}"
@@ -203,6 +206,18 @@ def predict(args, client, premises, hypotheses, gold, lines, log) -> None:
             print(summary, file=sys.stderr)
 
 
+def check_field_sizes(path, pairs) -> None:
+    """Refuses a premise or hypothesis over `MAX_FIELD_BYTES` (`path:line: …`)."""
+    for line, premise, hypothesis in zip(
+        pairs.line_numbers, pairs.premises, pairs.hypotheses, strict=True
+    ):
+        for name, value in (("premise", premise), ("hypothesis", hypothesis)):
+            if len(value.encode("utf-8")) > MAX_FIELD_BYTES:
+                raise ValueError(
+                    f"{path}:{line}: {name} is longer than {MAX_FIELD_BYTES} bytes"
+                )
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -232,9 +247,10 @@ def main(argv=None) -> int:
             if single:
                 premises, hypotheses = [args.premise], [args.hypothesis]
             else:
-                from serving.pair_tsv import PairTsv
+                from keras_metaopt.data.tsv import read_pair_tsv
 
-                pairs = PairTsv(args.tsv)
+                pairs = read_pair_tsv(args.tsv)
+                check_field_sizes(args.tsv, pairs)
                 premises, hypotheses = pairs.premises, pairs.hypotheses
                 gold, lines = pairs.labels, pairs.line_numbers
         client = connect(args)

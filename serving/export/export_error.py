@@ -8,5 +8,5 @@ class ExportError(RuntimeError):
         >>> raise ExportError("serving_default: probabilities differ by 0.01")
         Traceback (most recent call last):
         ...
-        serving.export_error.ExportError: serving_default: probabilities differ by 0.01
+        serving.export.export_error.ExportError: serving_default: probabilities differ by 0.01
     """

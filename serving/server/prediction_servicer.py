@@ -13,10 +13,10 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
-from serving.in_flight import InFlight
 from serving.metadata_fields import REQUEST_LIMITS_FIELD, SIGNATURE_DEF_FIELD
-from serving.model_manager import ModelManager
-from serving.request_error import RequestError
+from serving.server.in_flight import InFlight
+from serving.server.model_manager import ModelManager
+from serving.server.request_error import RequestError
 
 log = logging.getLogger(__name__)
 

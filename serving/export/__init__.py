@@ -1,0 +1,1 @@
+"""Export: a trainer's run directory → a TensorFlow Serving SavedModel (`python -m serving.export`)."""
