@@ -147,7 +147,7 @@ def main(argv=None) -> int:
     import tensorflow_text  # noqa: F401
 
     from benchmarks.bench_length_aware import load_pairs, write_run
-    from serving.exporter import Exporter
+    from serving.export.exporter import Exporter
 
     tokenizer_json = args.tokenizer_json or default_tokenizer_json()
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="bench-hf-"))

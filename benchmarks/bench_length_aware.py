@@ -106,8 +106,8 @@ def write_run(preset: str, sequence_length: int, path: Path) -> Path:
 
 
 def export(run: Path, out: Path, length_aware: bool) -> None:
-    from serving import serving_module
-    from serving.exporter import Exporter
+    from serving.export import serving_module
+    from serving.export.exporter import Exporter
 
     original = serving_module.ServingModule._serve_text
     if not length_aware:  # the export code before length-aware inference
@@ -138,7 +138,7 @@ def in_process_factory(fn, pairs):
 
 
 def grpc_factory(address, pairs):
-    from serving.nli_client import NliClient
+    from serving.client.nli_client import NliClient
 
     def factory():
         client = NliClient(address, timeout=600)

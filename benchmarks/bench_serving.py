@@ -219,7 +219,7 @@ def in_process_factory(version_dir: Path):
 
 
 def grpc_factory(address: str):
-    from serving.nli_client import NliClient
+    from serving.client.nli_client import NliClient
 
     def factory():
         client = NliClient(address, timeout=120)
@@ -303,7 +303,7 @@ def stop_server(proc) -> None:
 def prepare(shape: str, work: Path) -> Path:
     """Write a random run of ``shape`` and export it; returns MODEL_BASE."""
     from keras_metaopt.testing import RandomRunDir
-    from serving.exporter import Exporter
+    from serving.export.exporter import Exporter
 
     run, base = work / shape / "run", work / shape / "models"
     started = time.monotonic()
