@@ -4,6 +4,35 @@ import keras
 import tensorflow as tf
 
 
+def check_precision(model, optimizer):
+    """Refuses dtype policies that `optimizer` cannot train `model` under.
+
+    A `MetaOptimizer` trains under "float32", "float64" and "mixed_bfloat16"
+    (bfloat16 has float32's exponent range: no loss scaling). Under
+    "mixed_float16" gradients need loss scaling, which would scale the steps
+    its rates multiply and its meta-gradient; the exact meta-gradient is
+    checked against finite differences only where the layers compute in their
+    variables' dtype, so it refuses every mixed policy.
+    """
+    kind = getattr(optimizer, "meta_gradient_kind", None)
+    if kind is None:  # a plain Keras optimizer: Keras's own rules apply
+        return
+    policy = model.dtype_policy
+    if policy.compute_dtype == "float16":
+        raise ValueError(
+            f"MetaOptimizer cannot train a {policy.name} model: float16 needs "
+            "loss scaling, which would scale the steps the rates multiply and "
+            "the meta-gradient. Use the 'mixed_bfloat16' policy (float32's "
+            "exponent range, no loss scaling) or 'float32'."
+        )
+    if kind == "exact" and policy.compute_dtype != policy.variable_dtype:
+        raise ValueError(
+            f"meta_gradient='exact' needs a model that computes in its variables' "
+            f"dtype (float32 or float64); got the {policy.name} policy. Use "
+            "meta_gradient='first_order' under mixed precision."
+        )
+
+
 class TrainStep:
     """Runs `steps_per_call` optimizer steps per call, compiled once.
 
@@ -36,6 +65,7 @@ class TrainStep:
     def __init__(self, model, optimizer, steps_per_call=1, strategy=None):
         if steps_per_call < 1:
             raise ValueError(f"steps_per_call must be >= 1; got {steps_per_call}.")
+        check_precision(model, optimizer)
         self.model = model
         self.optimizer = optimizer
         self.steps_per_call = steps_per_call

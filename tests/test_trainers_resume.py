@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -129,6 +130,7 @@ def _recording_meta_step(record, crash_at=None):
                     "train_loss": np.float32(result["train_loss"]),
                     "heldout_loss": np.float32(result["heldout_loss"]),
                     "phi": self.optimizer.phi.numpy().astype("float32"),
+                    "policy": self.model.dtype_policy.name,
                 }
             )
             return result
@@ -241,3 +243,50 @@ def test_ablation_resumes_mid_round_and_tensorboard_holds_what_it_computed(
         assert accuracy[f"accuracy/{lang}"] == [
             (0, float(np.float32(saved["accuracy"][lang])))
         ], lang
+
+
+def test_mixed_bfloat16_meta_run_resumes_bit_for_bit_and_keeps_its_precision(
+    workspace,  # noqa: F811
+    finetune_reference,
+    monkeypatch,
+    capsys,
+):
+    root, data_dir, preset = workspace
+    extra = (
+        "--rounds", "2", "--meta-updates-per-round", "2", "--meta-interval", "2",
+        "--init-from", str(finetune_reference), "--precision", "mixed_bfloat16",
+    )  # fmt: skip
+
+    def args(out):
+        return _set(_common(data_dir, preset, out, *extra), "--checkpoint-every", "2")
+
+    reference, out = root / "bf16-uninterrupted", root / "bf16-crashed"
+    try:  # the trainers set Keras's global dtype policy
+        monkeypatch.setattr(meta, "MetaStep", _recording_meta_step(record := []))
+        meta.main(args(reference))
+        monkeypatch.setattr(meta, "MetaStep", _recording_meta_step([], crash_at=3))
+        with pytest.raises(_Crash):
+            meta.main(args(out))
+        monkeypatch.setattr(meta, "MetaStep", _recording_meta_step(resumed := []))
+        meta.main(args(out))
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exit_info:
+            meta.main(_set(args(out), "--precision", "float32"))
+    finally:
+        keras.config.set_dtype_policy("float32")
+    assert exit_info.value.code == 2
+    assert "--precision float32 (run: mixed_bfloat16)" in capsys.readouterr().err
+    assert len(record) == 4 and len(resumed) == 2
+    for a, b in zip(resumed, record[2:]):
+        np.testing.assert_array_equal(a["phi"], b["phi"])
+    rates = json.loads((reference / "rates.json").read_text())
+    assert json.loads((out / "rates.json").read_text())["phi"] == rates["phi"]
+    for a, b in zip(_weights(out / "model"), _weights(reference / "model")):
+        np.testing.assert_array_equal(a, b)
+    stored = json.loads((out / "run.json").read_text())["args"]
+    assert stored["precision"] == "mixed_bfloat16"
+    # The presets record the weights' dtype, so they load without a `dtype=`
+    # (keras-hub cannot load one that says mixed_bfloat16).
+    for name in ("model/config.json", "model/task.json"):
+        assert "mixed_bfloat16" not in (out / name).read_text(), name
+    assert {r["policy"] for r in record + resumed} == {"mixed_bfloat16"}

@@ -29,6 +29,7 @@ import keras_metaopt.models  # noqa: F401  (registers E5Tokenizer for presets)
 from keras_metaopt import data
 from trainers import cli, validate
 from trainers.evaluation import evaluate
+from trainers.flags import PRECISIONS
 from trainers.reporting import compare, load_results, results_table
 
 
@@ -55,6 +56,12 @@ def main(argv=None):
         "--batch-size", type=int, default=64, help="Evaluation batch size."
     )
     parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="float32",
+        help="Keras dtype policy --model computes in (weights stay as saved).",
+    )
+    parser.add_argument(
         "--baseline", default="finetune", help="Method the others are tested against."
     )
     parser.add_argument(
@@ -73,7 +80,9 @@ def main(argv=None):
 
     if args.model:
         pairs = check_model_args(parser, args)
-        classifier = keras_hub.models.TextClassifier.from_preset(args.model)
+        classifier = keras_hub.models.TextClassifier.from_preset(
+            args.model, dtype=args.precision
+        )
         results = evaluate(classifier, pairs, args.batch_size)
         accuracy = {x: r["accuracy"] for x, r in results.items()}
         payload = {

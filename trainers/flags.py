@@ -13,6 +13,8 @@ from keras_metaopt.rate_param import RATE_PARAMS
 from trainers import cli, validate
 
 DEFAULT_LEARNING_RATE = 2e-5  # the paper's
+# Keras's dtype policy names (`keras.config.set_dtype_policy`).
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 
 
 def add_common_flags(parser):
@@ -67,6 +69,7 @@ def add_common_flags(parser):
     g.add_argument(
         "--sequence-length", type=int, default=128, help="Tokens per packed pair."
     )
+    add_precision_flag(g)
     g.add_argument(
         "--freeze",
         default="embeddings",
@@ -130,6 +133,19 @@ def add_common_flags(parser):
         help="Steps of the auxiliary stage (overrides --aux-epochs).",
     )
     return parser
+
+
+def add_precision_flag(parser):
+    """`--precision`: the Keras dtype policy the model computes in."""
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="float32",
+        help="Keras dtype policy of the model's layers: mixed_bfloat16 computes "
+        "in bfloat16 while weights, optimizer state, rates and losses stay "
+        "float32 (about 1.5x faster on CPUs with AVX512_BF16 and on recent "
+        "GPUs). mixed_float16 needs loss scaling and is refused.",
+    )
 
 
 def add_meta_flags(parser):

@@ -2,7 +2,8 @@
 
 `setup_process(args)` is the only place a trainer touches global state: the
 logical CPU devices (`--cpu-replicas`), the global seeds (`--seed`), op
-determinism, and the distribution strategy (`--strategy`). Everything after it
+determinism, Keras's dtype policy (`--precision`), and the distribution
+strategy (`--strategy`). Everything after it
 (`trainers.run.Run`, the stage loop) only reads what it set up.
 """
 
@@ -28,6 +29,7 @@ def setup_process(args):
         )
     keras.utils.set_random_seed(args.seed)
     tf.config.experimental.enable_op_determinism()
+    set_precision(args.precision)
     strategy = make_strategy(args.strategy)
     logger.info(
         "%s with %d replica(s)",
@@ -35,6 +37,16 @@ def setup_process(args):
         strategy.num_replicas_in_sync,
     )
     return strategy
+
+
+def set_precision(policy):
+    """Keras's global dtype policy `policy` ("float32", "mixed_bfloat16"), with
+    floatx left at float32: under a mixed policy the variables, φ, the
+    optimizers' moments and the losses stay float32 and only the layers
+    compute in bfloat16. Set both before any layer is built (Keras caches the
+    policy a layer was built with)."""
+    keras.config.set_floatx("float32")
+    keras.config.set_dtype_policy(policy)
 
 
 def make_strategy(name):

@@ -80,7 +80,9 @@ class Run:
             if (pathlib.Path(preset) / "task.json").is_file():
                 # A saved classifier: passing num_classes would make keras-hub
                 # skip its task weights and start a new, random head.
-                classifier = keras_hub.models.TextClassifier.from_preset(str(preset))
+                classifier = keras_hub.models.TextClassifier.from_preset(
+                    str(preset), dtype=self.args.precision
+                )
                 if classifier.num_classes != len(LABELS):
                     raise ValueError(
                         f"{preset}: a classifier with {classifier.num_classes} "
@@ -88,7 +90,10 @@ class Run:
                     )
             else:  # an encoder preset: a new head on top
                 classifier = keras_hub.models.TextClassifier.from_preset(
-                    str(preset), num_classes=len(LABELS), activation=None
+                    str(preset),
+                    num_classes=len(LABELS),
+                    activation=None,
+                    dtype=self.args.precision,
                 )
             classifier.preprocessor.sequence_length = self.args.sequence_length
             freeze_groups(classifier, self.frozen if frozen is None else frozen)
@@ -222,6 +227,7 @@ class Run:
         tmp = path.with_name(path.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         classifier.save_to_preset(str(tmp))
+        _record_variable_dtype(tmp)
         shutil.rmtree(path, ignore_errors=True)
         os.replace(tmp, path)
 
@@ -230,6 +236,35 @@ class Run:
         tmp = self.dir / f"{name}.tmp"
         tmp.write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
         os.replace(tmp, self.dir / name)
+
+
+def _record_variable_dtype(preset_dir):
+    """Records a mixed dtype policy in a saved preset as its variable dtype.
+
+    Under --precision mixed_bfloat16 keras-hub writes "mixed_bfloat16" as the
+    backbone's dtype, and keras-hub 0.32 cannot load such a preset without an
+    explicit `dtype=` ("Invalid dtype: mixed_bfloat16"). The weights are
+    float32 either way, so the preset says float32 and loads anywhere like
+    one; the precision a run trained with is in its run.json, and every loader
+    here takes its own --precision.
+    """
+
+    def fix(node):
+        if isinstance(node, dict):
+            if node.get("class_name") == "DTypePolicy":
+                name = node.get("config", {}).get("name", "")
+                if name.startswith("mixed_"):
+                    node["config"]["name"] = keras.DTypePolicy(name).variable_dtype
+            for value in node.values():
+                fix(value)
+        elif isinstance(node, list):
+            for value in node:
+                fix(value)
+
+    for path in pathlib.Path(preset_dir).glob("*.json"):
+        config = json.loads(path.read_text(encoding="utf-8"))
+        fix(config)
+        path.write_text(json.dumps(config, indent=4), encoding="utf-8")
 
 
 def freeze_groups(classifier, frozen):

@@ -190,6 +190,7 @@ def check_ranges(parser, args):
             f"--state-every {state_every}: must be <= --meta-interval ({window}), "
             "the window whose states it keeps"
         )
+    problems += check_precision(args)
     rate = getattr(args, "rates_param", None)
     phi = getattr(args, "initial_phi", "random")
     if rate == "exp" and phi != "random":
@@ -211,6 +212,26 @@ def check_ranges(parser, args):
                 f"--initial-phi {phi}: must be 'random' or a number, e.g. 0"
             )
     return problems
+
+
+def check_precision(args):
+    """`--precision` against what the optimizers can train under."""
+    precision = getattr(args, "precision", "float32")
+    if precision == "mixed_float16":
+        return [
+            "--precision mixed_float16: float16 needs loss scaling, which would "
+            "scale the steps the learned rates multiply and the meta-gradient; "
+            "use --precision mixed_bfloat16 (float32's exponent range, no loss "
+            "scaling) or float32"
+        ]
+    if precision != "float32" and getattr(args, "meta_gradient", None) == "exact":
+        return [
+            f"--precision {precision}: --meta-gradient exact differentiates "
+            "through every inner step and is checked against finite differences "
+            "in float32 only; use --precision float32 or --meta-gradient "
+            "first_order"
+        ]
+    return []
 
 
 def check_languages(args, aux, trainer):
