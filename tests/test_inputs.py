@@ -139,6 +139,17 @@ CORPUS = [
         ["--initial-phi 2: with --rates-param exp, φ must be <= log 4"],
     ),
     ("meta", ["--meta-clipnorm", "0"], ["--meta-clipnorm 0.0: must be a number > 0"]),
+    (
+        "finetune",
+        ["--precision", "mixed_float16"],
+        ["--precision mixed_float16: float16 needs loss scaling"],
+    ),
+    (
+        "meta",
+        ["--precision", "mixed_bfloat16", "--meta-gradient", "exact"],
+        ["--precision mixed_bfloat16: --meta-gradient exact differentiates"],
+    ),
+    ("meta", ["--precision", "float16"], ["argument --precision: invalid choice"]),
     ("meta", ["--batch-size", "0"], ["--batch-size 0: must be >= 1"]),
     ("meta", ["--learning-rate", "nan"], ["--learning-rate nan: must be a number > 0"]),
     ("meta", ["--meta-lr", "0"], ["--meta-lr 0.0: must be a number > 0"]),
