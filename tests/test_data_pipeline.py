@@ -158,6 +158,69 @@ def test_length_bucketing_groups_similar_lengths():
     assert sorted(seen) == sorted(n + 4 for n in lengths)
 
 
+def length_preprocessor(x):
+    """Stand-in: premise 'i' -> i repeated i % 13 + 1 times, padded to 16."""
+    premise, _ = x
+    ids = tf.strings.to_number(premise, tf.int32)
+    mask = tf.sequence_mask(ids % 13 + 1, 16)
+    return {"token_ids": tf.where(mask, ids[:, None], 0), "padding_mask": mask}
+
+
+def grouped(n, skip=0, seed=0, **kwargs):
+    grouping = {"seed": seed, "mega_batches": 4, "skip": skip}
+    return batches(
+        data.make_dataset(
+            numbered(n),
+            length_preprocessor,
+            3,
+            length_grouping=grouping,
+            pad_to_multiple_of=8,
+            **kwargs,
+        )
+    )
+
+
+def test_group_by_length_batches_similar_lengths_from_each_mega_batch():
+    # 2 mega-batches of 4 batches of 3, and 6 rows: 2 whole batches, or none.
+    out = grouped(30)
+    assert len(out) == 10 and len(grouped(30, drop_remainder=True)) == 8
+    rest = sorted(int(i) for f, _ in out[8:] for i in f["token_ids"][:, 0])
+    assert rest == list(range(24, 30))
+    out = out[:8]
+    for start, mega in ((0, out[:4]), (12, out[4:])):
+        rows = sorted(int(i) for f, _ in mega for i in f["token_ids"][:, 0])
+        assert rows == list(range(start, start + 12))  # each row once, no mixing
+        lengths = sorted(n for f, _ in mega for n in f["padding_mask"].sum(1))
+        # Batches cut from the sorted mega-batch: each holds 3 neighbours.
+        for features, labels in mega:
+            real = sorted(features["padding_mask"].sum(axis=1))
+            i = lengths.index(real[0])
+            assert real == lengths[i : i + 3], (real, lengths)
+            assert len(labels) == 3
+            # Padded to the longest real length, rounded up to 8 (of 16 in all).
+            assert features["token_ids"].shape[1] == min(16, -(-max(real) // 8) * 8)
+
+
+def test_group_by_length_is_seeded_and_a_skip_resumes_the_same_stream():
+    def rows(out):
+        return [f["token_ids"][:, 0].tolist() for f, _ in out]
+
+    full = rows(grouped(36, seed=5))
+    assert rows(grouped(36, seed=5)) == full
+    assert rows(grouped(36, seed=6)) != full  # batch order within mega-batches
+    assert sorted(map(sorted, rows(grouped(36, seed=6)))) == sorted(map(sorted, full))
+    for skip in (1, 4, 6, 9):  # within the first, at and across boundaries
+        assert rows(grouped(36, skip=skip, seed=5)) == full[skip:], skip
+    with pytest.raises(ValueError, match="not both"):
+        data.make_dataset(
+            numbered(3),
+            length_preprocessor,
+            3,
+            length_grouping={},
+            bucket_boundaries=[4],
+        )
+
+
 def test_seeded_shuffle_is_reproducible():
     pairs, pre = numbered(40), index_preprocessor
     in_file_order = list(range(40))

@@ -27,6 +27,7 @@ _EXPORTS = {
     "network_error": "keras_metaopt.data.network",
     "NliPairs": "keras_metaopt.data.nli_pairs",
     "OfflineError": "keras_metaopt.data.offline_error",
+    "group_by_length": "keras_metaopt.data.pipeline",
     "make_dataset": "keras_metaopt.data.pipeline",
     "mix_languages": "keras_metaopt.data.pipeline",
     "pairs_to_dataset": "keras_metaopt.data.pipeline",

@@ -105,6 +105,58 @@ def trim_to_longest(features, labels, pad_to_multiple_of=1):
     return trimmed, labels
 
 
+def _sort_by_length(features, labels):
+    """A mega-batch's rows, longest first (ties keep their order)."""
+    order = tf.argsort(_real_lengths(features), direction="DESCENDING", stable=True)
+    return (
+        {key: tf.gather(value, order) for key, value in features.items()},
+        tf.gather(labels, order),
+    )
+
+
+def _shuffle_batches(index, features, labels, batch_size, seed):
+    """Splits a sorted mega-batch into batches and shuffles their order,
+    seeded by (`seed`, the mega-batch's `index`): a pure function of both."""
+    n = tf.shape(labels)[0] // batch_size
+    order = tf.random.experimental.stateless_shuffle(
+        tf.range(n), seed=tf.stack([tf.cast(seed, tf.int64), index])
+    )
+
+    def split(value):
+        rows = tf.reshape(
+            value[: n * batch_size],
+            tf.concat([[n, batch_size], tf.shape(value)[1:]], axis=0),
+        )
+        rows.set_shape([None, batch_size, *value.shape[1:]])
+        return tf.gather(rows, order)
+
+    return {key: split(v) for key, v in features.items()}, split(labels)
+
+
+def group_by_length(
+    tokenized, batch_size, *, seed=0, mega_batches=50, first=0, drop_remainder=True
+):
+    """Batches of similar length, from mega-batches (Hugging Face's
+    `group_by_length`).
+
+    `tokenized` yields single examples `(features, label)` with a
+    `padding_mask`. Every `mega_batches × batch_size` consecutive examples are
+    sorted by real length and cut into batches, whose order within the
+    mega-batch is then shuffled, seeded by `seed` and the mega-batch's index
+    (counted from `first`, for a stream that starts after `first` whole
+    mega-batches). Hugging Face keeps them longest first, which would hand
+    the L inner steps of a meta window a falling length schedule. Each batch
+    holds pairs of similar length and the stream is a pure function of its
+    input and `seed`. A last partial mega-batch is dropped (an endless stream
+    has none); `drop_remainder=False` keeps its whole batches.
+    """
+    ds = tokenized.batch(mega_batches * batch_size, drop_remainder=drop_remainder)
+    ds = ds.map(_sort_by_length).enumerate(start=first)
+    return ds.map(
+        lambda i, batch: _shuffle_batches(i, *batch, batch_size, seed)
+    ).unbatch()
+
+
 def make_dataset(
     data,
     preprocessor,
@@ -118,6 +170,7 @@ def make_dataset(
     dynamic_padding=True,
     pad_to_multiple_of=1,
     bucket_boundaries=None,
+    length_grouping=None,
     prefetch=True,
 ):
     """The training/evaluation `tf.data` pipeline every trainer uses.
@@ -130,8 +183,12 @@ def make_dataset(
     batch -> trim to the longest real sequence of each batch (optionally a
     multiple of `pad_to_multiple_of`) -> prefetch. With `bucket_boundaries`
     (e.g. `[32, 64, 96]`) examples are grouped by real length into batches,
-    each of `batch_size`. Elements: `(features, labels)`, features being the
-    preprocessor's dict (token_ids, padding_mask[, segment_ids]), labels int32.
+    each of `batch_size`. With `length_grouping` (a dict of `group_by_length`'s
+    keyword arguments `seed` and `mega_batches`, and `skip`: batches to skip)
+    batches come from length-sorted mega-batches instead (`group_by_length`),
+    after the shuffle and repeat. Elements:
+    `(features, labels)`, features being the preprocessor's dict (token_ids,
+    padding_mask[, segment_ids]), labels int32.
 
     Usage:
         >>> pre = keras_hub.models.TextClassifierPreprocessor.from_preset(
@@ -147,9 +204,22 @@ def make_dataset(
         ds = ds.repeat()
     elif repeat:
         ds = ds.repeat(int(repeat))
-    need_mask = dynamic_padding or bool(bucket_boundaries)
+    if bucket_boundaries and length_grouping is not None:
+        raise ValueError("give bucket_boundaries or length_grouping, not both")
+    need_mask = dynamic_padding or bool(bucket_boundaries) or bool(length_grouping)
     tokenize = _tokenizer_fn(preprocessor, need_mask)
-    if bucket_boundaries:
+    if length_grouping is not None:
+        # Resume: skip whole mega-batches before tokenizing, then the rest of
+        # one in batches; that gives exactly the batches an unskipped stream
+        # has from there on.
+        grouping = {"seed": 0, "mega_batches": 50, "skip": 0, **length_grouping}
+        whole, rest = divmod(int(grouping.pop("skip")), grouping["mega_batches"])
+        ds = ds.skip(whole * grouping["mega_batches"] * batch_size).batch(batch_size)
+        ds = ds.map(tokenize, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
+        ds = group_by_length(
+            ds, batch_size, first=whole, drop_remainder=drop_remainder, **grouping
+        ).skip(rest)
+    elif bucket_boundaries:
         boundaries = sorted(int(b) for b in bucket_boundaries)
         ds = ds.batch(batch_size).map(tokenize, num_parallel_calls=tf.data.AUTOTUNE)
         ds = ds.unbatch().bucket_by_sequence_length(
