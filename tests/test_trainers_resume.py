@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_metaopt import MetaStep, TrainStep
+from keras_metaopt import MetaStep, TrainStep, data
 from tests.test_trainers import (  # noqa: F401  (workspace is a fixture)
     LANGS,
     ROOT,
@@ -245,22 +245,35 @@ def test_ablation_resumes_mid_round_and_tensorboard_holds_what_it_computed(
         ], lang
 
 
-def test_mixed_bfloat16_meta_run_resumes_bit_for_bit_and_keeps_its_precision(
+def test_fast_settings_meta_run_resumes_bit_for_bit_and_keeps_them(
     workspace,  # noqa: F811
     finetune_reference,
     monkeypatch,
     capsys,
 ):
+    """--precision mixed_bfloat16 --group-by-length: a crash mid-round resumes
+    bit for bit, and a rerun without either setting is refused."""
     root, data_dir, preset = workspace
     extra = (
         "--rounds", "2", "--meta-updates-per-round", "2", "--meta-interval", "2",
         "--init-from", str(finetune_reference), "--precision", "mixed_bfloat16",
+        "--group-by-length",
     )  # fmt: skip
 
     def args(out):
         return _set(_common(data_dir, preset, out, *extra), "--checkpoint-every", "2")
 
-    reference, out = root / "bf16-uninterrupted", root / "bf16-crashed"
+    streams = []
+    make_dataset = data.make_dataset
+
+    def recording_make_dataset(*a, **kwargs):
+        streams.append(
+            (kwargs.get("length_grouping"), kwargs.get("pad_to_multiple_of"))
+        )
+        return make_dataset(*a, **kwargs)
+
+    monkeypatch.setattr(data, "make_dataset", recording_make_dataset)
+    reference, out = root / "fast-uninterrupted", root / "fast-crashed"
     try:  # the trainers set Keras's global dtype policy
         monkeypatch.setattr(meta, "MetaStep", _recording_meta_step(record := []))
         meta.main(args(reference))
@@ -270,13 +283,25 @@ def test_mixed_bfloat16_meta_run_resumes_bit_for_bit_and_keeps_its_precision(
         monkeypatch.setattr(meta, "MetaStep", _recording_meta_step(resumed := []))
         meta.main(args(out))
         capsys.readouterr()
-        with pytest.raises(SystemExit) as exit_info:
-            meta.main(_set(args(out), "--precision", "float32"))
+        for flags in (
+            _set(args(out), "--precision", "float32"),
+            [a for a in args(out) if a != "--group-by-length"],
+        ):
+            with pytest.raises(SystemExit) as exit_info:
+                meta.main(flags)
+            assert exit_info.value.code == 2
     finally:
         keras.config.set_dtype_policy("float32")
-    assert exit_info.value.code == 2
-    assert "--precision float32 (run: mixed_bfloat16)" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--precision float32 (run: mixed_bfloat16)" in err
+    assert "--group-by-length False (run: True)" in err
+    # Every training stream (inner, held-out, stage 3) was grouped and padded
+    # to a multiple of 8; only evaluation's are not.
+    training = [s for s in streams if s != (None, None)]
+    assert len(training) >= 5, streams
+    assert all(p == 8 and set(g) == {"seed", "skip"} for g, p in training), streams
     assert len(record) == 4 and len(resumed) == 2
+    assert {r["policy"] for r in record + resumed} == {"mixed_bfloat16"}
     for a, b in zip(resumed, record[2:]):
         np.testing.assert_array_equal(a["phi"], b["phi"])
     rates = json.loads((reference / "rates.json").read_text())
@@ -284,9 +309,8 @@ def test_mixed_bfloat16_meta_run_resumes_bit_for_bit_and_keeps_its_precision(
     for a, b in zip(_weights(out / "model"), _weights(reference / "model")):
         np.testing.assert_array_equal(a, b)
     stored = json.loads((out / "run.json").read_text())["args"]
-    assert stored["precision"] == "mixed_bfloat16"
+    assert stored["precision"] == "mixed_bfloat16" and stored["group_by_length"]
     # The presets record the weights' dtype, so they load without a `dtype=`
     # (keras-hub cannot load one that says mixed_bfloat16).
     for name in ("model/config.json", "model/task.json"):
         assert "mixed_bfloat16" not in (out / name).read_text(), name
-    assert {r["policy"] for r in record + resumed} == {"mixed_bfloat16"}

@@ -107,6 +107,15 @@ def add_common_flags(parser):
     g = parser.add_argument_group("optimisation")
     g.add_argument("--batch-size", type=int, default=32, help="Global batch size.")
     g.add_argument(
+        "--group-by-length",
+        action="store_true",
+        help="Batches of pairs of similar length (Hugging Face's group_by_length): "
+        "the shuffled stream is cut into mega-batches of 50 batches, each sorted "
+        "by length, and every batch is padded to its longest pair (a multiple of "
+        "8) instead of nearly always to --sequence-length. Deterministic under "
+        "--seed; every training stream of every stage.",
+    )
+    g.add_argument(
         "--learning-rate",
         type=float,
         default=DEFAULT_LEARNING_RATE,

@@ -28,6 +28,8 @@ from trainers.stage_loop import stage_seed, train_stage
 logger = logging.getLogger("keras_metaopt.trainers")
 
 LABELS = list(data.LABEL_NAMES)
+# --group-by-length pads each batch to a multiple of this (bounds the shapes).
+LENGTH_MULTIPLE = 8
 
 
 class Run:
@@ -166,10 +168,23 @@ class Run:
             sizes={lang: len(p) for lang, p in pairs_by_lang.items()},
             seed=seed,
             stop_on_empty_dataset=False,
-        ).skip(skip * self.args.batch_size)
-        ds = data.make_dataset(
-            mixed, preprocessor, self.args.batch_size, drop_remainder=True
         )
+        if self.args.group_by_length:  # skips whole mega-batches, then batches
+            ds = data.make_dataset(
+                mixed,
+                preprocessor,
+                self.args.batch_size,
+                drop_remainder=True,
+                length_grouping={"seed": seed, "skip": skip},
+                pad_to_multiple_of=LENGTH_MULTIPLE,
+            )
+        else:
+            ds = data.make_dataset(
+                mixed.skip(skip * self.args.batch_size),
+                preprocessor,
+                self.args.batch_size,
+                drop_remainder=True,
+            )
         return self.strategy.experimental_distribute_dataset(ds)
 
     def steps(self, pairs_by_lang, epochs, steps):
