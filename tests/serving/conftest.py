@@ -32,6 +32,26 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+# A server that says on stderr when a request enters the batching queue, so
+# that a test can signal it while the request is known to be in flight
+# instead of sleeping for a time that a busy machine may not honour.
+QUEUE_MARKER = "request entered the batching queue"
+MARKED_SERVER = f"""
+import sys
+from serving.server import command as server
+from serving.server import request_batcher
+
+original = request_batcher.RequestBatcher.submit
+
+def submit(self, inputs):
+    print({QUEUE_MARKER!r}, file=sys.stderr, flush=True)
+    return original(self, inputs)
+
+request_batcher.RequestBatcher.submit = submit
+server.run(sys.argv[1:])
+"""
+
+
 def wait_until(predicate, timeout: float, what: str, interval: float = 0.1):
     """Poll ``predicate`` until it returns a true value; fail after ``timeout`` s."""
     deadline = time.monotonic() + timeout

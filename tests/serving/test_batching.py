@@ -10,7 +10,7 @@ import pytest
 from serving.server.batching_config import BatchingConfig
 from serving.server.request_batcher import RequestBatcher
 from serving.server.request_error import RequestError
-from tests.serving.conftest import REPO
+from tests.serving.conftest import REPO, wait_until
 
 
 class SlowModel:
@@ -84,8 +84,11 @@ def test_a_failing_batch_fails_its_requests_only():
 def test_full_queue_answers_unavailable():
     gate = threading.Event()
 
+    running = threading.Event()
+
     def blocked(inputs):
-        gate.wait(10)
+        running.set()
+        gate.wait(60)
         return {"y": inputs["x"]}
 
     batcher = RequestBatcher(blocked, max_batch_size=1, max_enqueued_batches=1)
@@ -93,9 +96,11 @@ def test_full_queue_answers_unavailable():
         threading.Thread(target=batcher.submit, args=({"x": np.array([i])},))
         for i in range(2)
     ]
-    for thread in threads:
-        thread.start()
-        time.sleep(0.2)  # first is running, second fills the queue
+    # The first is running, then the second fills the queue.
+    threads[0].start()
+    assert running.wait(60), "the first request never ran"
+    threads[1].start()
+    wait_until(lambda: batcher._pending, 60, "the second request to queue")
     with pytest.raises(RequestError) as info:
         batcher.submit({"x": np.array([7])})
     assert info.value.code == grpc.StatusCode.UNAVAILABLE
@@ -116,8 +121,8 @@ def test_close_runs_what_is_queued_then_runs_directly():
         )
     )
     thread.start()
-    time.sleep(0.02)
-    batcher.close()
+    wait_until(lambda: model.sizes, 60, "the first batch to run", interval=0.001)
+    batcher.close()  # while the others wait behind it
     thread.join(timeout=10)
     assert sorted(results) == [0, 1, 2]
     assert batcher.submit({"x": np.array([5])})["y"].tolist() == [10]

@@ -7,7 +7,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 
 import grpc
 import numpy as np
@@ -17,7 +16,15 @@ from serving.client import command as client
 from serving.client.nli_client import NliClient
 from serving.export import command as export
 from serving.server import command as server
-from tests.serving.conftest import PAIRS, REPO, free_port, run_module, wait_until
+from tests.serving.conftest import (
+    MARKED_SERVER,
+    PAIRS,
+    QUEUE_MARKER,
+    REPO,
+    free_port,
+    run_module,
+    wait_until,
+)
 
 LABELS = ["entailment", "neutral", "contradiction"]
 
@@ -155,8 +162,8 @@ def test_sigterm_lets_in_flight_requests_finish(model_base, reference, tmp_path)
         proc = subprocess.Popen(
             [
                 sys.executable,
-                "-m",
-                "serving.server",
+                "-c",
+                MARKED_SERVER,
                 "--model-base-path",
                 str(model_base),
                 "--port",
@@ -196,7 +203,8 @@ def test_sigterm_lets_in_flight_requests_finish(model_base, reference, tmp_path)
 
         thread = threading.Thread(target=slow_request)
         thread.start()
-        time.sleep(1.2)  # the request is now queued on the server
+        # It then waits 3 s for more rows: signal while it is queued.
+        wait_until(lambda: QUEUE_MARKER in log.read_text(), 60, "the queued request")
         proc.send_signal(signal.SIGTERM)
         thread.join(timeout=30)
         assert proc.wait(timeout=60) == 0

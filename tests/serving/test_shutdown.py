@@ -23,6 +23,7 @@ from serving.server import prediction_servicer
 original = prediction_servicer.PredictionServicer.predict
 
 def slow(self, request):  # a model call far longer than the grace period
+    print("slow model call started", file=sys.stderr, flush=True)
     time.sleep(60)
     return original(self, request)
 
@@ -184,7 +185,11 @@ def test_exit_within_grace_when_model_calls_overrun(model_base, tmp_path):
     try:
         for thread in threads:
             thread.start()
-        time.sleep(1.5)  # all three are now sleeping in the model call
+        wait_until(
+            lambda: log.read_text().count("slow model call started") == 3,
+            60,
+            "all three requests to sleep in the model call",
+        )
         sigterm = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=60)
