@@ -1,0 +1,206 @@
+"""Benchmark: training steps under {float32, mixed_bfloat16} × {fixed padding, grouped}.
+
+Real XNLI batches: the English training stream (`train_mt.en`) for the plain
+and the meta inner steps, the auxiliary dev rows (`dev[:1245]` of el and ur,
+mixed) for the held-out step, tokenized by the preset's own preprocessor and
+batched by the trainers' pipeline (`keras_metaopt.data.make_dataset`):
+
+- fixed: every batch padded to `--sequence-length`;
+- grouped: `--group-by-length` as the trainers do it (mega-batches of 50
+  batches sorted by length, each batch padded to its longest pair rounded up
+  to a multiple of 8).
+
+For each of the four settings, one process (so that Keras's dtype policy and
+the peak RSS are its own) times, after `--warmup` steps, `--steps` steps of
+each kind on consecutive batches: a plain Adam step (`TrainStep`), a
+first-order meta inner step (`TrainStep` with a `MetaOptimizer`: the step
+scaled by λ and summed for the meta-gradient), and a held-out step (forward,
+backward and the first-order meta-gradient, as `MetaStep` does after its L
+inner steps). It reports seconds per step (total time / steps), real tokens
+per second, and for each batching the padding waste (padded tokens / real
+tokens) over the timed batches. The processes run one after the other, in one
+sitting, so compare ratios within one run.
+
+Usage:
+    python -m tools.import_e5_small --out presets/multilingual_e5_small
+    python -m benchmarks.bench_fast_training --preset presets/multilingual_e5_small
+    python -m benchmarks.bench_fast_training --preset presets/tiny --steps 2  # smoke
+"""
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+POLICIES = ("float32", "mixed_bfloat16")
+BATCHINGS = ("fixed", "grouped")
+KINDS = ("plain", "meta_inner", "heldout")
+
+
+def _stream(args, pairs_by_lang, preprocessor, grouped, seed):
+    from keras_metaopt import data
+    from trainers.run import LENGTH_MULTIPLE
+
+    streams = {
+        lang: data.pairs_to_dataset(p).shuffle(len(p), seed=seed + i).repeat()
+        for i, (lang, p) in enumerate(sorted(pairs_by_lang.items()))
+    }
+    mixed = data.mix_languages(
+        streams, seed=seed, sizes={k: len(v) for k, v in pairs_by_lang.items()},
+        sampling="proportional", stop_on_empty_dataset=False,
+    )  # fmt: skip
+    if grouped:
+        return data.make_dataset(
+            mixed, preprocessor, args.batch_size, drop_remainder=True,
+            length_grouping={"seed": seed}, pad_to_multiple_of=LENGTH_MULTIPLE,
+        )  # fmt: skip
+    return data.make_dataset(
+        mixed, preprocessor, args.batch_size, drop_remainder=True,
+        dynamic_padding=False,
+    )  # fmt: skip
+
+
+def _worker(args):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import keras
+    import keras_hub
+    import tensorflow as tf
+
+    import keras_metaopt.models  # noqa: F401  (registers E5Tokenizer)
+    from keras_metaopt import LayerGroups, MetaOptimizer, TrainStep, data
+    from trainers.process import set_precision
+    from trainers.run import freeze_groups
+
+    set_precision(args.policy)
+    keras.utils.set_random_seed(0)
+    classifier = keras_hub.models.TextClassifier.from_preset(
+        args.preset, num_classes=3, activation=None, dtype=args.policy
+    )
+    classifier.preprocessor.sequence_length = args.sequence_length
+    freeze_groups(classifier, ("embeddings",))
+    load = lambda split, lang: data.load_pairs(args.data_dir, split, lang)  # noqa: E731
+    grouped = args.batching == "grouped"
+    train = iter(
+        _stream(
+            args, {"en": load("train_mt", "en")}, classifier.preprocessor, grouped, 0
+        )
+    )
+    aux = {lang: load("dev[:1245]", lang) for lang in ("el", "ur")}
+    heldout = iter(_stream(args, aux, classifier.preprocessor, grouped, 1))
+
+    plain = TrainStep(classifier, keras.optimizers.Adam(2e-5))
+    meta_optimizer = MetaOptimizer(
+        keras.optimizers.Adam(2e-5), LayerGroups(frozen=("embeddings",))
+    )
+    inner = TrainStep(classifier, meta_optimizer)
+    meta_optimizer.build(classifier.trainable_variables)
+
+    @tf.function
+    def heldout_step(batch):  # MetaStep's held-out part (without φ's update)
+        variables = classifier.trainable_variables
+        with tf.GradientTape() as tape:
+            loss = inner.loss(batch, training=False)
+        grads = tape.gradient(loss, variables)
+        return loss, meta_optimizer.meta_gradient(grads, variables)
+
+    kinds = {
+        "plain": (train, lambda b: plain(iter([b]))),
+        "meta_inner": (train, lambda b: inner(iter([b]))),
+        "heldout": (heldout, lambda b: heldout_step(b)[0]),
+    }
+    result = {}
+    for kind, (iterator, run) in kinds.items():
+        for _ in range(args.warmup):
+            float(run(next(iterator)))
+        seconds, real, padded = 0.0, 0, 0
+        for _ in range(args.steps):
+            batch = next(iterator)
+            mask = batch[0]["padding_mask"].numpy()
+            start = time.perf_counter()
+            float(run(batch))
+            seconds += time.perf_counter() - start
+            real += int(mask.sum())
+            padded += mask.size
+        result[kind] = {
+            "seconds_per_step": seconds / args.steps,
+            "real_tokens_per_second": real / seconds,
+            "padded_tokens_per_real_token": padded / real,
+            "mean_padded_length": padded / (args.steps * args.batch_size),
+        }
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["dtypes"] = sorted(
+        {str(v.dtype) for v in classifier.weights + meta_optimizer.variables}
+    )
+    print(json.dumps(result))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--preset", required=True, help="Encoder preset directory.")
+    parser.add_argument(
+        "--data-dir", default="../shared/data/xnli", help="xnli-proxy TSV directory."
+    )
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--sequence-length", type=int, default=64)
+    parser.add_argument("--warmup", type=int, default=2, help="Untimed steps per kind.")
+    parser.add_argument("--steps", type=int, default=12, help="Timed steps per kind.")
+    parser.add_argument("--output", help="Also write the results as JSON here.")
+    parser.add_argument("--policy", choices=POLICIES, help=argparse.SUPPRESS)
+    parser.add_argument("--batching", choices=BATCHINGS, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if min(args.batch_size, args.sequence_length, args.steps) < 1 or args.warmup < 0:
+        parser.error("--batch-size, --sequence-length and --steps must be >= 1")
+    if args.policy:
+        return _worker(args)
+
+    results = {}
+    for policy in POLICIES:
+        for batching in BATCHINGS:
+            command = [sys.executable, "-m", "benchmarks.bench_fast_training"]
+            command += ["--preset", args.preset, "--data-dir", args.data_dir]
+            for flag in ("batch_size", "sequence_length", "warmup", "steps"):
+                command += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
+            command += ["--policy", policy, "--batching", batching]
+            done = subprocess.run(command, capture_output=True, text=True)
+            if done.returncode:
+                sys.exit(
+                    f"bench_fast_training: {policy}/{batching} failed:\n"
+                    + done.stderr[-3000:]
+                )
+            results[f"{policy}/{batching}"] = json.loads(done.stdout.splitlines()[-1])
+            print(f"{policy}/{batching}: done", file=sys.stderr, flush=True)
+
+    base = {k: results["float32/fixed"][k]["seconds_per_step"] for k in KINDS}
+    print(
+        "| policy | batching | kind | s/step | real tokens/s | speed-up "
+        "| padded/real | mean padded length |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for name, result in results.items():
+        policy, batching = name.split("/")
+        for kind in KINDS:
+            r = result[kind]
+            print(
+                f"| {policy} | {batching} | {kind} | {r['seconds_per_step']:.3f} "
+                f"| {r['real_tokens_per_second']:.0f} "
+                f"| {base[kind] / r['seconds_per_step']:.2f} "
+                f"| {r['padded_tokens_per_real_token']:.2f} "
+                f"| {r['mean_padded_length']:.1f} |"
+            )
+    for name, result in results.items():
+        rss, dtypes = result["peak_rss_mb"], result["dtypes"]
+        print(f"{name}: peak RSS {rss:.0f} MB, variable dtypes {dtypes}")
+    if args.output:
+        with open(args.output, "w") as f:
+            json.dump(results, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
