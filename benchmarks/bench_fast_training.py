@@ -83,13 +83,11 @@ def _worker(args):
     freeze_groups(classifier, ("embeddings",))
     load = lambda split, lang: data.load_pairs(args.data_dir, split, lang)  # noqa: E731
     grouped = args.batching == "grouped"
-    train = iter(
-        _stream(
-            args, {"en": load("train_mt", "en")}, classifier.preprocessor, grouped, 0
-        )
-    )
+    en = {"en": load("train_mt", "en")}
     aux = {lang: load("dev[:1245]", lang) for lang in ("el", "ur")}
-    heldout = iter(_stream(args, aux, classifier.preprocessor, grouped, 1))
+
+    def stream(pairs, seed):  # the same batches each time it is called
+        return _stream(args, pairs, classifier.preprocessor, grouped, seed)
 
     plain = TrainStep(classifier, keras.optimizers.Adam(2e-5))
     meta_optimizer = MetaOptimizer(
@@ -99,28 +97,32 @@ def _worker(args):
     meta_optimizer.build(classifier.trainable_variables)
 
     @tf.function
-    def heldout_step(batch):  # MetaStep's held-out part (without φ's update)
+    def heldout_step(iterator):  # MetaStep's held-out part (without φ's update)
         variables = classifier.trainable_variables
         with tf.GradientTape() as tape:
-            loss = inner.loss(batch, training=False)
+            loss = inner.loss(next(iterator), training=False)
         grads = tape.gradient(loss, variables)
-        return loss, meta_optimizer.meta_gradient(grads, variables)
+        return loss, meta_optimizer.meta_gradient(grads, variables)[0]
 
+    # Each step takes its batch from a tf.data iterator inside the compiled
+    # function, as the trainers do (no retracing per sequence length); a twin
+    # iterator over the same batches gives their padding.
     kinds = {
-        "plain": (train, lambda b: plain(iter([b]))),
-        "meta_inner": (train, lambda b: inner(iter([b]))),
-        "heldout": (heldout, lambda b: heldout_step(b)[0]),
+        "plain": (en, 0, plain),
+        "meta_inner": (en, 0, inner),
+        "heldout": (aux, 1, heldout_step),
     }
     result = {}
-    for kind, (iterator, run) in kinds.items():
+    for kind, (pairs, seed, run) in kinds.items():
+        iterator, twin = iter(stream(pairs, seed)), iter(stream(pairs, seed))
         for _ in range(args.warmup):
-            float(run(next(iterator)))
+            float(tf.nest.flatten(run(iterator))[0])
+            next(twin)
         seconds, real, padded = 0.0, 0, 0
         for _ in range(args.steps):
-            batch = next(iterator)
-            mask = batch[0]["padding_mask"].numpy()
+            mask = next(twin)[0]["padding_mask"].numpy()
             start = time.perf_counter()
-            float(run(batch))
+            float(tf.nest.flatten(run(iterator))[0])
             seconds += time.perf_counter() - start
             real += int(mask.sum())
             padded += mask.size
