@@ -152,8 +152,8 @@ def add_precision_flag(parser):
         default="float32",
         help="Keras dtype policy of the model's layers: mixed_bfloat16 computes "
         "in bfloat16 while weights, optimizer state, rates and losses stay "
-        "float32 (about 1.5x faster on CPUs with AVX512_BF16 and on recent "
-        "GPUs). mixed_float16 needs loss scaling and is refused.",
+        "float32 (faster on CPUs with AVX512_BF16 and on GPUs with bfloat16). "
+        "mixed_float16 needs loss scaling and is refused.",
     )
 
 

@@ -9,6 +9,7 @@ from keras_metaopt.data.nli_pairs import NliPairs
 logger = logging.getLogger(__name__)
 
 DEFAULT_SHUFFLE_BUFFER = 10_000  # When the dataset's size is unknown or infinite.
+MEGA_BATCHES = 50  # group_by_length: batches per mega-batch (Hugging Face's)
 _RAW_SPEC = (
     (tf.TensorSpec([], tf.string), tf.TensorSpec([], tf.string)),
     tf.TensorSpec([], tf.int32),
@@ -134,7 +135,13 @@ def _shuffle_batches(index, features, labels, batch_size, seed):
 
 
 def group_by_length(
-    tokenized, batch_size, *, seed=0, mega_batches=50, first=0, drop_remainder=True
+    tokenized,
+    batch_size,
+    *,
+    seed=0,
+    mega_batches=MEGA_BATCHES,
+    first=0,
+    drop_remainder=True,
 ):
     """Batches of similar length, from mega-batches (Hugging Face's
     `group_by_length`).
@@ -212,7 +219,8 @@ def make_dataset(
         # Resume: skip whole mega-batches before tokenizing, then the rest of
         # one in batches; that gives exactly the batches an unskipped stream
         # has from there on.
-        grouping = {"seed": 0, "mega_batches": 50, "skip": 0, **length_grouping}
+        grouping = {"seed": 0, "mega_batches": MEGA_BATCHES, "skip": 0}
+        grouping.update(length_grouping)
         whole, rest = divmod(int(grouping.pop("skip")), grouping["mega_batches"])
         ds = ds.skip(whole * grouping["mega_batches"] * batch_size).batch(batch_size)
         ds = ds.map(tokenize, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
