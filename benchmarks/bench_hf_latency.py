@@ -30,7 +30,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from serving.log_level import add_log_level_flag  # noqa: E402
+from keras_metaopt import cli  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 log = logging.getLogger("bench_hf_latency")
@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--work-dir", help="default: a temporary directory")
     parser.add_argument("--json", help="also write the figures to this JSON file")
-    add_log_level_flag(parser)
+    cli.add_log_level_flag(parser)
     return parser
 
 
@@ -139,9 +139,7 @@ def summary(latencies):
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    cli.configure_logging(args.log_level)
     import numpy as np
     import tensorflow as tf
     import tensorflow_text  # noqa: F401

@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from benchmarks.bench_serving import run_load, start_server, stop_server, summarize  # noqa: E402
-from serving.log_level import add_log_level_flag  # noqa: E402
+from keras_metaopt import cli  # noqa: E402
 
 log = logging.getLogger("bench_length_aware")
 LANGUAGES = "ar bg de el en es fr hi ru sw th tr ur vi zh".split()
@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--warmup", type=int, default=2, help="(default: 2)")
     parser.add_argument("--work-dir", help="default: a temporary directory")
     parser.add_argument("--json", help="also write the figures to this JSON file")
-    add_log_level_flag(parser)
+    cli.add_log_level_flag(parser)
     return parser
 
 
@@ -154,9 +154,7 @@ def grpc_factory(address, pairs):
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    cli.configure_logging(args.log_level)
     import numpy as np
     import tensorflow as tf
     import tensorflow_text  # noqa: F401

@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from benchmarks.encoder_shapes import E5_SMALL  # noqa: E402
-from serving.log_level import add_log_level_flag  # noqa: E402
+from keras_metaopt import cli  # noqa: E402
 
 log = logging.getLogger("bench_serving")
 
@@ -139,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
         "afterwards)",
     )
     parser.add_argument("--json", help="also write the figures to this JSON file")
-    add_log_level_flag(parser)
+    cli.add_log_level_flag(parser)
     return parser
 
 
@@ -423,9 +423,7 @@ def run_children(shapes: list[str], args) -> dict:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    cli.configure_logging(args.log_level)
     shapes = [s.strip() for s in args.shapes.split(",") if s.strip()]
     unknown = [s for s in shapes if s not in SHAPES]
     if unknown:

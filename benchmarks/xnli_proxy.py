@@ -23,9 +23,10 @@ import subprocess
 import sys
 import time
 
+from keras_metaopt import cli
 from keras_metaopt.formats import META_STATS_JSON, RATES_JSON, RESULTS_JSON
 from tools.plot_rates import plot_rates
-from trainers import cli, validate
+from trainers import validate
 from trainers.reporting import compare, results_table
 
 # Issue 11: a meta budget in which φ can move: 100 φ updates (the paper trains

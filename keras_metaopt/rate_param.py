@@ -22,8 +22,6 @@ Example:
 
 import math
 
-from keras import ops
-
 RATE_PARAMS = ("sigmoid", "scaled-sigmoid", "exp")
 MAX_RATE = {"sigmoid": 1.0, "scaled-sigmoid": 2.0, "exp": 4.0}
 
@@ -37,6 +35,8 @@ def check(param):
 
 def rate(phi, param):
     """λ(φ), elementwise, differentiable."""
+    from keras import ops  # here, so that the command lines read RATE_PARAMS fast
+
     if param == "sigmoid":
         return ops.sigmoid(phi)
     if param == "scaled-sigmoid":
@@ -46,6 +46,8 @@ def rate(phi, param):
 
 def rate_derivative(phi, param):
     """dλ/dφ, elementwise (the closed form used by the first-order meta-gradient)."""
+    from keras import ops
+
     if param == "exp":
         return ops.exp(phi)
     s = ops.sigmoid(phi)

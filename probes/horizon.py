@@ -28,7 +28,7 @@ import sys
 import keras
 import numpy as np
 
-from keras_metaopt import LayerGroups, MetaOptimizer, TrainStep
+from keras_metaopt import LayerGroups, MetaOptimizer, TrainStep, cli
 from probes.probe_setup import heldout_loss, load_probe, probe_parser, start_probe
 
 logger = logging.getLogger("keras_metaopt.probes.horizon")
@@ -84,11 +84,11 @@ def main(argv=None):
             )
         )
         done, row = 0, {}
-        bar = keras.utils.Progbar(horizons[-1])
+        bar = cli.Progress(f"λ = {rate:g}", horizons[-1])
         while done < horizons[-1]:
             train_loss = float(train(stream))
             done += step
-            bar.update(done, values=[("train_loss", train_loss)])
+            bar.update(done, [("train_loss", train_loss)])
             if done in horizons:
                 row[done] = heldout_loss(classifier, batches)
         table[rate] = row

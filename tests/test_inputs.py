@@ -446,7 +446,8 @@ def test_export_of_a_missing_run_is_one_line(space, capsys, tmp_path):
 
 # ---- through the real command line ----------------------------------------
 def _run(*command, timeout=300):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    """The command as a user runs it: no TF_CPP_MIN_LOG_LEVEL of our own."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     return subprocess.run(
         [sys.executable, "-m", *command],
         cwd=ROOT,
@@ -469,8 +470,9 @@ def test_command_lines_exit_2_with_one_line_per_problem(space, tmp_path):
         "trainers.meta",
         *_common(root / "nonexistent", preset, out, *META, "--en-steps", "-5"),
     )
+    # Nothing else on stderr: no TensorFlow start-up lines, no "Loaded N pairs".
     assert done.returncode == 2
-    assert _error_lines(done, "trainers.meta") == [
+    assert done.stderr.splitlines() == [
         "trainers.meta: error: --en-steps -5: must be >= 1",
         f"trainers.meta: error: --data-dir {root}/nonexistent: data directory "
         f"'{root}/nonexistent' does not exist",
@@ -481,11 +483,12 @@ def test_command_lines_exit_2_with_one_line_per_problem(space, tmp_path):
     assert done.returncode == 2
     lines = _error_lines(done, "trainers.finetune")
     assert len(lines) == 3 and f"{root}/bad-data/dev.el.tsv:5: unknown" in lines[1]
+    assert done.stderr.splitlines() == lines
     assert not out.exists()
 
     done = _run("serving.export", "--run-dir", str(out), "--out", str(out / "1"))
     assert done.returncode == 2
-    assert _error_lines(done, "serving.export") == [
+    assert done.stderr.splitlines() == [
         f"serving.export: error: run directory {out} does not exist"
     ]
 

@@ -53,7 +53,7 @@ import time
 
 import numpy as np
 
-from trainers import cli
+from keras_metaopt import cli
 
 log = logging.getLogger("import_e5_small")
 

@@ -20,7 +20,8 @@ from tensorboard.backend.event_processing.event_accumulator import (  # noqa: E4
     EventAccumulator,
 )
 
-from trainers import cli, validate  # noqa: E402
+from keras_metaopt import cli
+from trainers import validate  # noqa: E402
 
 
 def read_rates(run_dir):

@@ -16,29 +16,16 @@ resampling target-language examples (per-example correctness averaged over
 each method's seeds; Koehn 2004, Berg-Kirkpatrick et al. 2012).
 """
 
-import argparse
 import json
-import logging
 import pathlib
 import sys
 
-import keras_hub
-import numpy as np
-
-import keras_metaopt.models  # noqa: F401  (registers E5Tokenizer for presets)
-from keras_metaopt import data
-from trainers import cli, validate
-from trainers.evaluation import evaluate
+from keras_metaopt import cli
 from trainers.flags import PRECISIONS
-from trainers.reporting import compare, load_results, results_table
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(
-        prog="python -m trainers.evaluate",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def build_parser():
+    parser = cli.parser("python -m trainers.evaluate", __doc__)
     parser.add_argument(
         "runs", nargs="*", help="Run directories with results.json to compare."
     )
@@ -71,12 +58,23 @@ def main(argv=None):
         "--output", help="Write the table (.md) or the results (.json) here."
     )
     cli.add_log_level_flag(parser)
-    cli.one_line_errors(parser)
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(message)s")
-    logging.getLogger().setLevel(args.log_level)
+    cli.configure_logging(args.log_level)
     if argv is None:
         cli.install_excepthook(parser.prog, debug=args.log_level == "DEBUG")
+    cli.import_tensorflow()
+    # TensorFlow and the data, after the flags (`--help` answers without them).
+    import keras_hub
+    import numpy as np
+
+    from trainers import validate
+    from trainers.evaluation import evaluate
+    from trainers.reporting import compare, load_results, results_table
 
     if args.model:
         pairs = check_model_args(parser, args)
@@ -127,6 +125,10 @@ def main(argv=None):
 
 def check_model_args(parser, args):
     """Checks --model's inputs; returns `{lang: pairs}` or fails (exit 2)."""
+    import keras_metaopt.models  # noqa: F401  (registers E5Tokenizer for presets)
+    from keras_metaopt import data
+    from trainers import validate
+
     if not args.data_dir:
         parser.error("--model needs --data-dir")
     problem, _ = validate.check_preset("--model", args.model, need_task=True)

@@ -4,13 +4,15 @@
 `add_meta_flags` and `add_baseline_flags` are `trainers.meta`'s and
 `trainers.finetune`'s own. `parse_args` checks a whole command line before any
 model is built (`trainers.validate`).
+
+Nothing here imports TensorFlow: `--help` and a malformed flag answer before
+it is loaded (`parse_args`).
 """
 
-import logging
 import sys
 
+from keras_metaopt import cli
 from keras_metaopt.rate_param import RATE_PARAMS
-from trainers import cli, validate
 
 DEFAULT_LEARNING_RATE = 2e-5  # the paper's
 # Keras's dtype policy names (`keras.config.set_dtype_policy`).
@@ -269,8 +271,10 @@ def parse_args(parser, argv, trainer=None):
     cli.one_line_errors(parser)
     cli.forget_created_dirs()
     args = parser.parse_args(argv)
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(message)s")
-    logging.getLogger().setLevel(args.log_level)
+    cli.configure_logging(args.log_level)
+    cli.import_tensorflow()
+    from trainers import validate
+
     if argv is None:
         cli.install_excepthook(parser.prog, debug=args.log_level == "DEBUG")
         cli.install_stop(parser.prog, sys.argv[1:])

@@ -18,9 +18,9 @@ import keras_hub
 import tensorflow as tf
 
 import keras_metaopt.models  # noqa: F401  (registers E5Tokenizer for presets)
-from keras_metaopt import LayerGroups, data
+from keras_metaopt import LayerGroups, cli, data
 from keras_metaopt.formats import MODEL_DIR, RATES_JSON, RESULTS_JSON, RUN_JSON
-from trainers import cli, validate
+from trainers import validate
 from trainers.evaluation import evaluate
 from trainers.reporting import mean_accuracy, results_table
 from trainers.stage_loop import stage_seed, train_stage

@@ -10,12 +10,10 @@ SIGTERM. What a unit does is the trainer's `step` function.
 
 import logging
 
-import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_metaopt import TrainStep
-from trainers import cli
+from keras_metaopt import TrainStep, cli
 
 logger = logging.getLogger("keras_metaopt.trainers")
 
@@ -51,13 +49,12 @@ def run_stage(
         checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
         logger.info("%s: resuming at %s %d/%d", name, unit, int(done), total)
     start = int(done)
-    progress = keras.utils.Progbar(total, unit_name=unit)
-    progress.update(start)
+    progress = cli.Progress(name, total, unit, start)
     while int(done) < total:
         n, logs = step(int(done))
         done.assign_add(n)
         now = int(done)
-        progress.update(now, values=list(logs.items()))
+        progress.update(now, logs.items())
         with run.writer.as_default(step=now):
             for key, value in logs.items():
                 tf.summary.scalar(f"{name}/{key}", value)

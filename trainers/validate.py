@@ -17,6 +17,7 @@ returns every problem found, one line each, or a `Plan` of the run:
   read here are kept (`loaded_pairs`), so the trainer does not read them again.
 """
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -113,6 +114,7 @@ class Plan:
     run_dir: pathlib.Path
     fresh: bool  # no run.json yet (or --overwrite): it is written
     status: dict  # stage: complete / resumed / new / skipped
+    data: str = ""  # what was read, one line (`data_summary`)
 
 
 _plan = None
@@ -157,9 +159,10 @@ def check(parser, args, trainer):
         settings_problems, fresh = check_settings(parser, args, run_dir)
         problems += settings_problems
         status = stage_status(args, trainer, aux, run_dir, fresh)
+    loaded = {}
     if not any(p.startswith("--data-dir") for p in problems):
-        problems += check_data(args, trainer, aux, status)
-    plan = Plan(trainer, run_dir, fresh, status)
+        problems += check_data(args, trainer, aux, status, loaded)
+    plan = Plan(trainer, run_dir, fresh, status, data_summary(loaded))
     if not problems:
         _plan = (args, plan)
     return problems, plan
@@ -511,6 +514,8 @@ def stage_status(args, trainer, aux, run_dir, fresh):
 
 def start(plan, args):
     """Makes the plan's directory ready: --overwrite clears it; logs the stages."""
+    if plan.data:
+        logger.info("data: %s", plan.data)
     if getattr(args, "overwrite", False) and plan.run_dir.is_dir():
         removed = []
         for pattern in RUN_FILES:
@@ -531,8 +536,12 @@ def start(plan, args):
 
 
 # ---- data ----------------------------------------------------------------
-def check_data(args, trainer, aux, status):
-    """Reads every split of every stage that will run; problems, one line each."""
+def check_data(args, trainer, aux, status, loaded):
+    """Reads every split of every stage that will run; problems, one line each.
+
+    How many pairs it read is added to `loaded` ({split: {language: count}});
+    the loader's line per file is held back (`start` logs one summary).
+    """
     problems = check_data_dir(args.data_dir)
     if problems:
         return problems
@@ -551,16 +560,40 @@ def check_data(args, trainer, aux, status):
     if "eval_split" in specs:
         needs += [("eval_split", lang) for lang in _eval_languages(args, problems)]
     grouped = {}  # one line per problem, naming every language it concerns
-    for dest, lang in needs:
-        split = getattr(args, dest)
-        if dest not in specs or (split, lang) in _loaded:
-            continue
-        problem = _load(args, split, lang, SPLIT_FLAGS[dest])
-        if problem:
-            grouped.setdefault(problem, []).append(lang)
+    with _quiet(data.loaders.logger):  # one summary line instead of one per file
+        for dest, lang in needs:
+            split = getattr(args, dest)
+            if dest not in specs or (split, lang) in _loaded:
+                continue
+            problem = _load(args, split, lang, SPLIT_FLAGS[dest])
+            if problem:
+                grouped.setdefault(problem, []).append(lang)
+            else:
+                loaded.setdefault(split, {})[lang] = len(_loaded[(split, lang)])
     for problem, langs in grouped.items():
         problems.append(problem.format(langs=",".join(dict.fromkeys(langs))))
     return problems
+
+
+def data_summary(loaded):
+    """`train_mt: 15001 pairs (en); dev[:1245]: 2490 pairs (el,ur)` from
+    `{split: {language: number of pairs}}`; more than 4 languages are counted."""
+    parts = []
+    for split, sizes in loaded.items():
+        langs = ",".join(sizes) if len(sizes) <= 4 else f"{len(sizes)} languages"
+        parts.append(f"{split}: {sum(sizes.values())} pairs ({langs})")
+    return "; ".join(parts)
+
+
+@contextlib.contextmanager
+def _quiet(log):
+    """Only warnings and errors of `log` while the block runs."""
+    level = log.level
+    log.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        log.setLevel(level)
 
 
 def _eval_languages(args, problems):

@@ -9,25 +9,24 @@ Usage:
     python -m serving.client status --rest
 """
 
-import argparse
 import json
 import logging
-import os
 import sys
 
+from keras_metaopt import cli
 from keras_metaopt.formats import LABEL_NAMES as LABELS
-from serving.log_level import add_log_level_flag
 from serving.saved_model_layout import PREDICT_SIGNATURE
 
 COMMANDS = ("predict", "metadata", "status")
 DEFAULT_BATCH_SIZE = 32  # when the server does not say its limit
 MAX_FIELD_BYTES = 10_000  # per premise or hypothesis of a --tsv row
 GRPC_SERVER, REST_SERVER = "127.0.0.1:8500", "127.0.0.1:8501"
+PROG = "python -m serving.client"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m serving.client",
+def build_parser():
+    parser = cli.parser(
+        PROG,
         description=(
             "predict (default): send premise/hypothesis pairs to the model and "
             "print one line per pair, as TSV (label, class probabilities; plus "
@@ -107,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="gRPC only: host name to check the server certificate against, when "
         "it differs from the --server host",
     )
-    add_log_level_flag(parser, default="WARNING")
+    cli.add_log_level_flag(parser, default="WARNING")
     return parser
 
 
@@ -236,11 +235,8 @@ def main(argv=None) -> int:
         parser.error("--batch-size must be >= 1")
     if args.server is None:
         args.server = REST_SERVER if args.rest else GRPC_SERVER
-    logging.basicConfig(
-        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    cli.configure_logging(args.log_level)
     log = logging.getLogger("serving.client")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     gold = lines = None
     try:
         if args.command == "predict":
@@ -255,8 +251,8 @@ def main(argv=None) -> int:
                 gold, lines = pairs.labels, pairs.line_numbers
         client = connect(args)
     except (OSError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        cli.error(PROG, err)
+        return cli.EXIT_BAD_INPUT
     try:
         if args.command == "predict":
             predict(args, client, premises, hypotheses, gold, lines, log)
@@ -269,8 +265,8 @@ def main(argv=None) -> int:
         message = failure(args, err)
         if message is None:
             raise
-        print(f"error: {message}", file=sys.stderr)
-        return 1
+        cli.error(PROG, message)
+        return cli.EXIT_ERROR
     finally:
         client.close()
     return 0

@@ -4,17 +4,16 @@ Usage:
     python -m serving.export --run-dir runs/meta-en-el-ur --out models/nli/1
 """
 
-import argparse
-import logging
-import os
 import sys
 
-from serving.log_level import add_log_level_flag
+from keras_metaopt import cli
+
+PROG = "python -m serving.export"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m serving.export",
+def build_parser():
+    parser = cli.parser(
+        PROG,
         description=(
             "Export RUN/model (a keras-hub TextClassifier preset) with its run "
             "metadata as a SavedModel in TF Serving's MODEL_BASE/VERSION layout: "
@@ -38,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--model-name",
         default="nli",
-        help="model name written into the warmup requests (default: %(default)s)",
+        help="model name written into the warmup requests",
     )
     parser.add_argument(
         "--check-pairs",
@@ -52,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=1e-5,
         help="largest allowed absolute difference between reloaded and in-memory "
-        "probabilities (default: %(default)g)",
+        "probabilities",
     )
     parser.add_argument(
         "--jit-compile",
@@ -68,33 +67,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="round each batch's length up to a multiple of this (bounds how "
         "often XLA compiles); default: 8 with --jit-compile, else 1",
     )
-    add_log_level_flag(parser)
+    cli.add_log_level_flag(parser)
     return parser
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    cli.configure_logging(args.log_level)
+    cli.import_tensorflow()
     from keras_metaopt.data.tsv import read_pair_tsv
     from serving.export.export_error import ExportError
     from serving.export.exporter import Exporter
 
     if not (args.atol >= 0):  # also NaN
-        print(
-            f"serving.export: error: --atol {args.atol}: must be a number >= 0",
-            file=sys.stderr,
-        )
-        return 2
+        cli.error(PROG, f"--atol {args.atol}: must be a number >= 0")
+        return cli.EXIT_BAD_INPUT
     if args.length_multiple is not None and args.length_multiple < 1:
-        print(
-            f"serving.export: error: --length-multiple {args.length_multiple}: "
-            "must be an integer >= 1",
-            file=sys.stderr,
+        cli.error(
+            PROG,
+            f"--length-multiple {args.length_multiple}: must be an integer >= 1",
         )
-        return 2
+        return cli.EXIT_BAD_INPUT
     try:
         extra = []
         if args.check_pairs:
@@ -111,26 +104,22 @@ def main(argv=None) -> int:
         )
         path = exporter.export()
     except (ValueError, OSError) as err:  # bad input: nothing was written
-        print(f"serving.export: error: {_one_line(err)}", file=sys.stderr)
-        return 2
+        cli.error(PROG, err)
+        return cli.EXIT_BAD_INPUT
     except ExportError as err:  # the export does not reproduce the model
-        print(f"serving.export: error: {_one_line(err)}", file=sys.stderr)
-        return 1
+        cli.error(PROG, err)
+        return cli.EXIT_ERROR
     except Exception as err:
         if args.log_level == "DEBUG":
             raise
-        print(
-            f"serving.export: error: {type(err).__name__}: {_one_line(err)} "
-            "(rerun with --log-level DEBUG for the traceback)",
-            file=sys.stderr,
+        cli.error(
+            PROG,
+            f"{type(err).__name__}: {err} "
+            "(rerun with --log-level debug for the traceback)",
         )
-        return 1
+        return cli.EXIT_ERROR
     print(path)
     return 0
-
-
-def _one_line(err):
-    return " ".join(str(err).split())
 
 
 if __name__ == "__main__":

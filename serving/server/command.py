@@ -8,19 +8,20 @@ Usage:
         --enable-batching --batching-parameters-file serving/server/batching.config
 """
 
-import argparse
 import logging
 import os
 import signal
 import sys
 import threading
 
-from serving.log_level import add_log_level_flag
+from keras_metaopt import cli
+
+PROG = "python -m serving.server"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m serving.server",
+def build_parser():
+    parser = cli.parser(
+        PROG,
         description=(
             "gRPC server implementing TF Serving's PredictionService (Predict, "
             "Classify, GetModelMetadata) and ModelService (GetModelStatus), plus "
@@ -173,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="queue limit, in batches, before UNAVAILABLE (default: 100)",
     )
-    add_log_level_flag(parser)
+    cli.add_log_level_flag(parser)
     return parser
 
 
@@ -188,11 +189,8 @@ def main(argv=None) -> int:
         parser.error("--shutdown-grace-s must be >= 0")
     if args.rest_api_port and args.rest_api_port == args.port:
         parser.error("--rest-api-port must differ from --port (0 turns REST off)")
-    logging.basicConfig(
-        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import tensorflow as tf
+    cli.configure_logging(args.log_level)
+    tf = cli.import_tensorflow()
 
     # Must happen before TensorFlow runs its first op.
     if args.tensorflow_intra_op_parallelism:
@@ -252,8 +250,8 @@ def main(argv=None) -> int:
             log.info("batching on: %s", batching)
         server.start()
     except (OSError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+        cli.error(PROG, err)
+        return cli.EXIT_ERROR
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

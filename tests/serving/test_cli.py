@@ -127,7 +127,7 @@ def test_client_reports_bad_tsv_rows(tmp_path, capsys, rows, header, message):
     )
     assert client.main(["--tsv", str(tsv), "--server", "127.0.0.1:1"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"error: {tmp_path}/{message}")
+    assert err.startswith(f"serving.client: error: {tmp_path}/{message}")
 
 
 def test_client_reports_grpc_status(server, tmp_path, capsys):
@@ -135,7 +135,8 @@ def test_client_reports_grpc_status(server, tmp_path, capsys):
     assert client.main(["--server", server.address, "--model-name", "nope", *argv]) == 1
     err = capsys.readouterr().err
     assert err.startswith(
-        f"error: {server.address} answered NOT_FOUND: Servable not found"
+        f"serving.client: error: {server.address} answered NOT_FOUND: "
+        "Servable not found"
     )
     port = free_port()
     assert client.main(["--server", f"127.0.0.1:{port}", *argv]) == 1
@@ -325,12 +326,13 @@ def test_client_rest_errors(server, capsys):
     argv = ["--rest", "--premise", "a", "--hypothesis", "b", "--timeout", "5"]
     assert client.main([*argv, "--server", rest, "--model-name", "nope"]) == 1
     assert capsys.readouterr().err.startswith(
-        f"error: {rest} answered HTTP 404: Servable not found for request: Latest(nope)"
+        f"serving.client: error: {rest} answered HTTP 404: "
+        "Servable not found for request: Latest(nope)"
     )
     port = free_port()
     assert client.main([*argv, "--server", f"127.0.0.1:{port}"]) == 1
     assert capsys.readouterr().err.startswith(
-        f"error: cannot reach http(s)://127.0.0.1:{port}: [Errno 111]"
+        f"serving.client: error: cannot reach http(s)://127.0.0.1:{port}: [Errno 111]"
     )
     with pytest.raises(SystemExit):
         client.main(["status", "--premise", "a", "--hypothesis", "b"])

@@ -1,0 +1,58 @@
+"""What `python -m trainers.finetune` runs (its flags: `trainers.finetune`): the
+English stage, the baseline's auxiliary stage, and the evaluation (`train`).
+"""
+
+import keras
+
+from keras_metaopt import LayerGroups, MetaOptimizer
+from keras_metaopt.formats import MODEL_DIR, RATES_JSON
+from trainers.process import setup_process
+from trainers.run import Run, logger
+from trainers.stage_loop import train_stage
+
+
+def layer_decay_rates(group_names, decay):
+    """ELECTRA's rates: transformer_layer_i of n gets decay^(n + 1 - i), others 1."""
+    layers = [g for g in group_names if g.startswith("transformer_layer_")]
+    n = len(layers)
+    return {
+        g: decay ** (n + 1 - int(g.rsplit("_", 1)[1])) if g in layers else 1.0
+        for g in group_names
+    }
+
+
+def train(args, method):
+    """The baseline's stages for the checked command line `args`; True when
+    evaluated."""
+    run = Run(args, method, setup_process(args))
+    stage1 = run.english_model()
+    final = run.dir / MODEL_DIR
+    if not run.aux:  # English only: the English model is the final one
+        classifier = run.load_classifier(stage1)
+        run.save_model(classifier, final)
+    elif (final / "task.json").is_file():
+        classifier = run.load_classifier(final)
+    else:
+        frozen = run.frozen + tuple(
+            f"transformer_layer_{i}" for i in range(args.freeze_bottom)
+        )
+        classifier = run.load_classifier(stage1, frozen=frozen, stage="aux")
+        with run.strategy.scope():
+            optimizer = keras.optimizers.Adam(args.learning_rate)
+            if args.layer_decay is not None:
+                groups = LayerGroups(frozen=frozen)
+                names, _, _ = groups.assign(classifier.trainable_variables)
+                optimizer = MetaOptimizer(
+                    optimizer,
+                    groups,
+                    mode="fixed",
+                    initial_rates=layer_decay_rates(names, args.layer_decay),
+                )
+                optimizer.build(classifier.trainable_variables)
+                optimizer.save_rates(run.dir / RATES_JSON)
+        pairs = run.aux_pairs()
+        steps = run.steps(pairs, args.aux_epochs, args.aux_steps)
+        logger.info("stage 2: %s on %s, %d steps", run.method, ",".join(pairs), steps)
+        train_stage(run, "aux", classifier, optimizer, pairs, steps)
+        run.save_model(classifier, final)
+    return run.evaluate(classifier)

@@ -1,0 +1,209 @@
+"""What `python -m trainers.meta` runs (its flags: `trainers.meta`): stages
+1–4 of the paper's protocol (`train`) and its Algorithm 1 (`meta_train`).
+
+Algorithm 1 as this module runs it (the paper gives no code; README, "How the
+paper was read", says where it is silent). The numbers are those of the
+comments in `meta_train`:
+
+    (1)  φ ← φ0 (--initial-phi); an Adam for φ (--meta-lr)
+    (2)  for round = 1 … N (--rounds):
+    (3)      θ ← θ_init, a fresh base Adam: "Initialize θ0 with mBERT and random
+             values for the classification layer" (--meta-init pretrained),
+             or the English model θ_En (--meta-init english)
+    (4)      h ← a held-out source language, uniformly (seeded)
+    (5)      S ← the other source languages, each example's language uniform
+    (6)      repeat --meta-updates-per-round times:
+    (7)          L times (--meta-interval): θ ← θ − λ(φ) ⊙ Adam(∇θ loss(θ; S))
+    (8)          g ← ∂ loss(θ; one batch of h) / ∂φ   (first-order, or
+                 --meta-gradient exact: through the L steps)
+    (9)          φ ← φ − Adam(g)
+    (10) return λ(φ)
+
+The loop itself (resume, checkpoints, progress, TensorBoard) is
+`trainers.stage_loop.run_stage`, which every trainer's stages share.
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_metaopt import LayerGroups, MetaOptimizer, MetaStep
+from keras_metaopt.formats import META_STATS_JSON, MODEL_DIR, RATES_JSON
+from trainers.learner_init import fresh_head, pretrained_weights
+from trainers.process import setup_process
+from trainers.reporting import phi_statistics
+from trainers.run import Run, logger
+from trainers.stage_loop import run_stage, train_stage
+
+
+def meta_train(run, classifier, sources):
+    """Algorithm 1: learns φ; returns the `MetaOptimizer` holding it.
+
+    `classifier` holds the English model θ_En; `sources` maps each source
+    language to its training pairs. The numbers in the comments are the lines
+    of Algorithm 1 as the module docstring writes it.
+    """
+    args = run.args
+    theta_en = [v.numpy() for v in classifier.weights]
+    if args.meta_init == "pretrained":
+        theta_init = pretrained_weights(args.preset, classifier)
+    else:
+        theta_init = theta_en
+    initial_phi = (
+        keras.initializers.RandomNormal(0.0, 1.0, seed=args.seed)
+        if args.initial_phi == "random"
+        else float(args.initial_phi)
+    )
+    with run.strategy.scope():  # (1) φ and its Adam
+        optimizer = MetaOptimizer(
+            keras.optimizers.Adam(args.learning_rate),
+            LayerGroups(frozen=run.frozen),
+            mode=args.rates,
+            initial_phi=initial_phi,
+            phi_optimizer=keras.optimizers.Adam(args.meta_lr),
+            rates_param=args.rates_param,
+            meta_gradient=args.meta_gradient,
+            meta_clipnorm=args.meta_clipnorm,
+        )
+        optimizer.build(classifier.trainable_variables)
+    # (7)-(9): L inner steps and one φ update, as one compiled step.
+    meta_step = MetaStep(
+        classifier,
+        optimizer,
+        args.meta_interval,
+        run.strategy,
+        state_every=args.state_every if args.meta_gradient == "exact" else None,
+    )
+    phi_start = optimizer.phi.numpy().copy()
+    languages = sorted(sources)
+    per_round = args.meta_updates_per_round
+    total = args.rounds * per_round
+    # Per φ: how many meta steps lowered it (the φ statistics of the run).
+    steps_down = tf.Variable(tf.zeros_like(optimizer.phi, tf.int64), trainable=False)
+    current = {}  # the round being run: its number, held-out language, batches
+
+    def start_round(round_, k):
+        """(3)-(5) for round `round_`, entered at its meta step `k`."""
+        rng = np.random.default_rng([args.seed, round_])
+        held_out = None if args.meta == "joint" else str(rng.choice(languages))
+        train_langs = [x for x in languages if x != held_out]
+        seed = int(rng.integers(2**31))
+        if k == 0:  # (3) θ ← θ_init, a fresh base Adam; φ and its Adam persist.
+            for variable, value in zip(classifier.weights, theta_init):
+                variable.assign(value)
+            if args.meta_init == "pretrained":
+                fresh_head(classifier, seed)
+            optimizer.reset_base_state()
+        # Batches already drawn in this round (joint: the meta batch is a
+        # training batch too) are skipped; the streams depend on the seed only.
+        per_step = args.meta_interval + (1 if held_out is None else 0)
+        train_it = iter(
+            run.dataset(
+                {x: sources[x] for x in train_langs},
+                classifier.preprocessor,
+                seed,
+                sampling="uniform",
+                skip=k * per_step,
+            )
+        )
+        heldout_it = None
+        if held_out:
+            heldout_it = iter(
+                run.dataset(
+                    {held_out: sources[held_out]},
+                    classifier.preprocessor,
+                    seed + 1,
+                    skip=k,
+                )
+            )
+        logger.info(
+            "round %d/%d: held out %s, training on %s",
+            round_ + 1,
+            args.rounds,
+            held_out or "(none: joint)",
+            ",".join(train_langs),
+        )
+        current.update(round=round_, held_out=held_out, batches=(train_it, heldout_it))
+
+    def step(done):
+        """(6) One meta step: L inner steps on the training languages, then φ."""
+        round_, k = divmod(done, per_round)
+        if current.get("round") != round_:
+            start_round(round_, k)
+        held_out = current["held_out"]
+        before = optimizer.phi.numpy()
+        result = meta_step(*current["batches"])
+        steps_down.assign_add(tf.cast(optimizer.phi.numpy() < before, tf.int64))
+        rates = optimizer.rates()
+        with run.writer.as_default(step=done + 1):
+            tf.summary.scalar("meta/gradient_norm", result["meta_gradient_norm"])
+            if "max_adjoint_norm" in result:
+                tf.summary.scalar("meta/max_adjoint_norm", result["max_adjoint_norm"])
+            tf.summary.scalar(
+                "meta/heldout_language",
+                -1 if held_out is None else languages.index(held_out),
+            )
+            tf.summary.histogram("meta/rates", list(rates.values()))
+            for group, rate in rates.items():
+                tf.summary.scalar(f"rates/{group}", rate)
+            names = optimizer.group_names if args.rates == "layerwise" else ["shared"]
+            for name, phi in zip(names, optimizer.phi.numpy()):
+                tf.summary.scalar(f"phi/{name}", phi)
+            if k + 1 == per_round:
+                tf.summary.text("meta/heldout", held_out or "(joint)")
+        return 1, {
+            "train_loss": float(result["train_loss"]),
+            "heldout_loss": float(result["heldout_loss"]),
+        }
+
+    run_stage(  # (2) N rounds of `per_round` meta steps; a meta step is the unit
+        run,
+        "meta",
+        classifier,
+        total,
+        step,
+        checkpoint_every=max(1, args.checkpoint_every // args.meta_interval),
+        unit="meta step",
+        where="meta step",
+        counter="progress",
+        save_at=lambda done: done % per_round == 0,
+        optimizer=optimizer,
+        steps_down=steps_down,
+    )
+    for variable, value in zip(classifier.weights, theta_en):
+        variable.assign(value)
+    run.write_json(META_STATS_JSON, phi_statistics(optimizer, phi_start, steps_down))
+    return optimizer  # (10)
+
+
+def train(args, method):
+    """Stages 1–4 for the checked command line `args`; True when evaluated."""
+    run = Run(args, method, setup_process(args))
+    stage1 = run.english_model()
+    final = run.dir / MODEL_DIR
+    if (final / "task.json").is_file():
+        return run.evaluate(run.load_classifier(final))
+
+    classifier = run.load_classifier(stage1, stage="meta")
+    rates_path = run.dir / RATES_JSON
+    if not rates_path.is_file():
+        sources = {"en": run.pairs(args.en_split, "en"), **run.aux_pairs()}
+        logger.info("stage 2: meta-training φ on %s", ",".join(sources))
+        meta_train(run, classifier, sources).save_rates(rates_path)
+    rates = MetaOptimizer.load_rates(rates_path)
+    logger.info("learned rates: %s", {g: round(r, 3) for g, r in rates.items()})
+
+    with run.strategy.scope():
+        optimizer = MetaOptimizer(
+            keras.optimizers.Adam(args.learning_rate),
+            LayerGroups(frozen=run.frozen),
+            mode="fixed",
+            initial_rates=rates,
+            rates_param=args.rates_param,
+        )
+    pairs = run.aux_pairs()
+    steps = run.steps(pairs, args.aux_epochs, args.aux_steps)
+    logger.info("stage 3: auxiliary languages with the learned rates, %d steps", steps)
+    train_stage(run, "aux", classifier, optimizer, pairs, steps)
+    run.save_model(classifier, final)
+    return run.evaluate(classifier)
