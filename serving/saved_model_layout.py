@@ -14,6 +14,7 @@ CLASSIFY_METHOD = "tensorflow/serving/classify"
 TEXT_INPUTS = ("premise", "hypothesis")  # serving_default, and classify's features
 CLASSIFY_INPUT = "inputs"  # classify: serialized tf.Example
 PREDICT_OUTPUTS = ("probabilities", "label", "label_name")
+CLIENT_OUTPUTS = ("probabilities", "label_name")  # what the clients ask for
 
 ASSETS_EXTRA = "assets.extra"  # TF Serving's directory for files beside the graph
 WARMUP_FILE = "tf_serving_warmup_requests"  # TF Serving's name for warmup records

@@ -15,12 +15,16 @@ import sys
 
 from keras_metaopt import cli
 from keras_metaopt.formats import LABEL_NAMES as LABELS
-from serving.saved_model_layout import PREDICT_SIGNATURE
+from serving.metadata_fields import REQUEST_LIMITS_FIELD, SIGNATURE_DEF_FIELD
+from serving.saved_model_layout import CLIENT_OUTPUTS, PREDICT_SIGNATURE, TEXT_INPUTS
 
 COMMANDS = ("predict", "metadata", "status")
 DEFAULT_BATCH_SIZE = 32  # when the server does not say its limit
 MAX_FIELD_BYTES = 10_000  # per premise or hypothesis of a --tsv row
-GRPC_SERVER, REST_SERVER = "127.0.0.1:8500", "127.0.0.1:8501"
+# TF Serving's ports: gRPC 8500, REST 8501 (a --server without a port gets its
+# protocol's).
+DEFAULT_PORTS = {"grpc": 8500, "rest": 8501}
+DEFAULT_HOST = "127.0.0.1"
 PROG = "python -m serving.client"
 
 
@@ -46,8 +50,10 @@ def build_parser():
     )
     parser.add_argument(
         "--server",
-        help=f"HOST:PORT of the server (default: {GRPC_SERVER}, or {REST_SERVER} "
-        "with --rest)",
+        help=f"HOST[:PORT] of the server; with --rest also http://HOST[:PORT] or "
+        f"https://HOST[:PORT] (TLS). The port defaults to TF Serving's: "
+        f"{DEFAULT_PORTS['grpc']} for gRPC, {DEFAULT_PORTS['rest']} for REST "
+        f"(default: {DEFAULT_HOST})",
     )
     parser.add_argument(
         "--rest",
@@ -94,7 +100,7 @@ def build_parser():
         "--timeout",
         type=float,
         default=30.0,
-        help="seconds to wait for each reply (default: %(default)s)",
+        help="seconds to wait for each reply, > 0 (default: %(default)s)",
     )
     parser.add_argument(
         "--ssl-ca-cert",
@@ -122,7 +128,9 @@ def connect(args):
     if args.rest:
         from serving.client.rest_client import RestNliClient
 
-        return RestNliClient(args.server, ca_file=args.ssl_ca_cert, **common)
+        return RestNliClient(
+            args.server, ca_file=args.ssl_ca_cert, tls=args.tls, **common
+        )
     from serving.client.proto_imports import import_protos_without_tensorflow
 
     import_protos_without_tensorflow()
@@ -148,7 +156,8 @@ def failure(args, err) -> str | None:
         if isinstance(err, RestError):
             return f"{args.server} answered HTTP {err.status}: {err}"
         if isinstance(err, OSError):
-            return f"cannot reach http(s)://{args.server}: {err}"
+            scheme = "https" if args.tls else "http"
+            return f"cannot reach {scheme}://{args.server}: {err}"
         return None
     import grpc
 
@@ -157,12 +166,12 @@ def failure(args, err) -> str | None:
     return None
 
 
-def batch_size(args, client, rows: int, log) -> int:
-    """Pairs per request: the flag, cut to the server's limit when it says one."""
+def batch_size(args, limits, rows: int, log) -> int:
+    """Pairs per request: the flag, cut to the server's limit when its
+    `limits` (from the metadata; None if it gives none) say one."""
     if rows <= 1:
         return 1
-    limits = client.request_limits() or {}
-    limit = limits.get("max_request_batch_size")
+    limit = (limits or {}).get("max_request_batch_size")
     size = args.batch_size or limit or DEFAULT_BATCH_SIZE
     if limit is not None and size > limit:
         log.info("--batch-size %d is over the server's limit; using %d", size, limit)
@@ -171,15 +180,19 @@ def batch_size(args, client, rows: int, log) -> int:
 
 
 def predict(args, client, premises, hypotheses, gold, lines, log) -> None:
-    """Send the pairs in batches; print one line per pair as it comes back."""
-    size = batch_size(args, client, len(premises), log)
+    """Send the pairs in batches; print one line per pair as it comes back.
+
+    Nothing is printed for a request that fails (not even the TSV header)."""
+    metadata = client.metadata().get("metadata", {})
+    check_signature(args.signature_name, metadata)
+    size = batch_size(args, metadata.get(REQUEST_LIMITS_FIELD), len(premises), log)
     out = sys.stdout
-    if args.format == "tsv":
-        out.write("label\t" + "\t".join(f"p_{name}" for name in LABELS) + "\n")
     correct = 0
     for start in range(0, len(premises), size):
         stop = start + size
         labels, probs = client.predict(premises[start:stop], hypotheses[start:stop])
+        if args.format == "tsv" and start == 0:
+            out.write("label\t" + "\t".join(f"p_{name}" for name in LABELS) + "\n")
         for i, (label, row) in enumerate(zip(labels, probs, strict=True), start):
             if args.format == "tsv":
                 out.write(label + "\t" + "\t".join(f"{p:.6f}" for p in row) + "\n")
@@ -217,6 +230,75 @@ def check_field_sizes(path, pairs) -> None:
                 )
 
 
+class SignatureMismatch(ValueError):
+    """--signature-name names a signature this client cannot call (exit 2)."""
+
+
+def check_signature(name, metadata):
+    """Raises `SignatureMismatch` unless the model's signature `name` takes
+    premise/hypothesis strings and gives the outputs the client reads.
+
+    `metadata` is GetModelMetadata's `metadata` (JSON, as the REST API gives
+    it); a server that lists no signatures is not checked.
+    """
+    signatures = metadata.get(SIGNATURE_DEF_FIELD, {}).get(SIGNATURE_DEF_FIELD)
+    if not signatures:
+        return
+    usable = sorted(key for key, sig in signatures.items() if _missing(sig) == ([], []))
+    hint = f"; use --signature-name {' or '.join(usable)}" if usable else ""
+    if name not in signatures:
+        raise SignatureMismatch(
+            f"--signature-name {name}: the model has no such signature "
+            f"(it has {', '.join(sorted(signatures))}){hint}"
+        )
+    inputs, outputs = _missing(signatures[name])
+    if inputs or outputs:
+        lacks = [f"inputs {', '.join(inputs)}"] if inputs else []
+        lacks += [f"outputs {', '.join(outputs)}"] if outputs else []
+        raise SignatureMismatch(
+            f"--signature-name {name}: this signature has no "
+            f"{' and no '.join(lacks)}, which the client sends and reads{hint}"
+        )
+
+
+def _missing(signature):
+    """(inputs, outputs) the client needs that `signature` lacks."""
+    return (
+        [x for x in TEXT_INPUTS if x not in signature.get("inputs", {})],
+        [x for x in CLIENT_OUTPUTS if x not in signature.get("outputs", {})],
+    )
+
+
+def server_address(value, rest):
+    """`(HOST:PORT, tls)` from --server: a missing host or port is TF Serving's
+    default for the protocol; with `rest`, `http://` and `https://` (TLS) are
+    accepted."""
+    protocol = "rest" if rest else "grpc"
+    value = DEFAULT_HOST if value is None else value.strip()
+    tls = False
+    scheme, sep, rest_of = value.partition("://")
+    if sep:
+        if not rest or scheme.lower() not in ("http", "https"):
+            hint = "" if rest else " (add --rest for the REST API)"
+            name = "REST" if rest else "gRPC"
+            raise ValueError(f"--server {value}: a {name} server is HOST[:PORT]{hint}")
+        tls, value = scheme.lower() == "https", rest_of.rstrip("/")
+    if value.startswith("[") and value.endswith("]"):  # IPv6, no port
+        return f"{value}:{DEFAULT_PORTS[protocol]}", tls
+    if "/" in value or not value:
+        raise ValueError(
+            f"--server {value}: give the server's HOST[:PORT], without a path"
+        )
+    host, colon, port = value.rpartition(":")
+    if not colon:
+        return f"{value}:{DEFAULT_PORTS[protocol]}", tls
+    if ":" in host and not host.startswith("["):
+        raise ValueError(f"--server {value}: write an IPv6 address in brackets, [::1]")
+    if not port.isdigit() or not 0 < int(port) < 65536 or not host:
+        raise ValueError(f"--server {value}: the port must be a number in 1-65535")
+    return value, tls
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -233,8 +315,14 @@ def main(argv=None) -> int:
             parser.error("give either --premise/--hypothesis or --tsv")
     if args.batch_size is not None and args.batch_size < 1:
         parser.error("--batch-size must be >= 1")
-    if args.server is None:
-        args.server = REST_SERVER if args.rest else GRPC_SERVER
+    if not (0 < args.timeout < float("inf")):
+        parser.error(f"--timeout {args.timeout:g}: must be a number of seconds > 0")
+    try:
+        args.server, args.tls = server_address(args.server, args.rest)
+    except ValueError as err:
+        parser.error(str(err))
+    if args.ssl_ca_cert:
+        args.tls = True
     cli.configure_logging(args.log_level)
     log = logging.getLogger("serving.client")
     gold = lines = None
@@ -261,6 +349,9 @@ def main(argv=None) -> int:
                 client.metadata() if args.command == "metadata" else client.status()
             )
             print(json.dumps(answer, indent=1, ensure_ascii=False))
+    except SignatureMismatch as err:
+        cli.error(PROG, err)
+        return cli.EXIT_BAD_INPUT
     except Exception as err:
         message = failure(args, err)
         if message is None:

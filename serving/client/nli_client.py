@@ -13,7 +13,7 @@ from tensorflow_serving.apis import (
 
 from serving.client.tensor_proto import string_tensor, to_array
 from serving.metadata_fields import REQUEST_LIMITS_FIELD, SIGNATURE_DEF_FIELD
-from serving.saved_model_layout import PREDICT_SIGNATURE
+from serving.saved_model_layout import CLIENT_OUTPUTS, PREDICT_SIGNATURE, TEXT_INPUTS
 
 _JSON_OPTIONS = dict(
     preserving_proto_field_name=True, always_print_fields_with_no_presence=True
@@ -84,9 +84,9 @@ class NliClient:
         """The PredictRequest for a batch of pairs."""
         request = predict_pb2.PredictRequest()
         self._fill_spec(request.model_spec)
-        for name, texts in (("premise", premises), ("hypothesis", hypotheses)):
+        for name, texts in zip(TEXT_INPUTS, (premises, hypotheses), strict=True):
             request.inputs[name].CopyFrom(string_tensor(texts, tensor_pb2.TensorProto))
-        request.output_filter.extend(["probabilities", "label_name"])
+        request.output_filter.extend(CLIENT_OUTPUTS)
         return request
 
     def predict(self, premises, hypotheses) -> tuple[list[str], np.ndarray]:

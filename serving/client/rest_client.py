@@ -40,6 +40,7 @@ class RestNliClient:
         version_label: str | None = None,
         timeout: float = 30.0,
         ca_file: str | None = None,
+        tls: bool | None = None,
     ):
         if version is not None and version_label is not None:
             raise ValueError("give a version or a version label, not both")
@@ -49,7 +50,7 @@ class RestNliClient:
         host, _, port = target.rpartition(":")
         if not host or not port.isdigit():
             raise ValueError(f"--server must be HOST:PORT; got {target!r}")
-        if ca_file is not None:
+        if tls or (tls is None and ca_file is not None):  # HTTPS
             context = ssl.create_default_context(cafile=ca_file)
             self.connection = http.client.HTTPSConnection(
                 host, int(port), timeout=timeout, context=context

@@ -246,14 +246,6 @@ def test_client_splits_a_tsv_within_the_server_limit(server, reference, tmp_path
     np.testing.assert_allclose(probs, expected, atol=1e-6, rtol=0)
 
 
-class _Limits:
-    def __init__(self, limits):
-        self.limits = limits
-
-    def request_limits(self):
-        return self.limits
-
-
 @pytest.mark.parametrize(
     "flag,limits,expected",
     [
@@ -269,7 +261,7 @@ def test_client_batch_size(flag, limits, expected):
         ["--tsv", "x"] + (["--batch-size", str(flag)] if flag else [])
     )
     log = client.logging.getLogger("test")
-    assert client.batch_size(args, _Limits(limits), 600, log) == expected
+    assert client.batch_size(args, limits, 600, log) == expected
 
 
 def test_client_rest_jsonl_subprocess(server, reference, tmp_path):
@@ -332,7 +324,7 @@ def test_client_rest_errors(server, capsys):
     port = free_port()
     assert client.main([*argv, "--server", f"127.0.0.1:{port}"]) == 1
     assert capsys.readouterr().err.startswith(
-        f"serving.client: error: cannot reach http(s)://127.0.0.1:{port}: [Errno 111]"
+        f"serving.client: error: cannot reach http://127.0.0.1:{port}: [Errno 111]"
     )
     with pytest.raises(SystemExit):
         client.main(["status", "--premise", "a", "--hypothesis", "b"])
@@ -371,3 +363,102 @@ def test_server_refuses_a_busy_rest_port(model_base, capsys):
     with pytest.raises(SystemExit):
         server.main([*argv, "--port", "8600", "--rest-api-port", "8600"])
     assert "--rest-api-port must differ from --port" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "given,rest,expected",
+    [
+        (None, False, ("127.0.0.1:8500", False)),
+        (None, True, ("127.0.0.1:8501", False)),
+        ("localhost", False, ("localhost:8500", False)),  # not gRPC's 443
+        ("localhost", True, ("localhost:8501", False)),
+        ("http://h:9000/", True, ("h:9000", False)),
+        ("HTTPS://h", True, ("h:8501", True)),
+        ("[::1]", False, ("[::1]:8500", False)),
+        ("[::1]:7", True, ("[::1]:7", False)),
+    ],
+)
+def test_client_server_address(given, rest, expected):
+    assert client.server_address(given, rest) == expected
+
+
+@pytest.mark.parametrize(
+    "given,rest,message",
+    [
+        ("http://h:1", False, "a gRPC server is HOST[:PORT] (add --rest for the REST API)"),
+        ("ftp://h:1", True, "a REST server is HOST[:PORT]"),
+        ("h:x", False, "the port must be a number in 1-65535"),
+        ("h:0", True, "the port must be a number in 1-65535"),
+        ("::1", False, "write an IPv6 address in brackets, [::1]"),
+        ("http://h:8501/v1/models/nli", True, "without a path"),
+    ],
+)  # fmt: skip
+def test_client_server_address_refused(given, rest, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        client.server_address(given, rest)
+
+
+SIGNATURES = {
+    "signature_def": {
+        "signature_def": {
+            "serving_default": {
+                "inputs": {"premise": {}, "hypothesis": {}},
+                "outputs": {"probabilities": {}, "label": {}, "label_name": {}},
+            },
+            "classify": {
+                "inputs": {"inputs": {}},
+                "outputs": {"classes": {}, "scores": {}},
+            },
+        }
+    }
+}
+
+
+def test_client_checks_the_signature_against_the_metadata():
+    client.check_signature("serving_default", SIGNATURES)
+    client.check_signature("anything", {})  # a server listing none: not checked
+    with pytest.raises(client.SignatureMismatch) as info:
+        client.check_signature("classify", SIGNATURES)
+    assert str(info.value) == (
+        "--signature-name classify: this signature has no inputs premise, "
+        "hypothesis and no outputs probabilities, label_name, which the client "
+        "sends and reads; use --signature-name serving_default"
+    )
+    with pytest.raises(client.SignatureMismatch) as info:
+        client.check_signature("nope", SIGNATURES)
+    assert str(info.value) == (
+        "--signature-name nope: the model has no such signature (it has "
+        "classify, serving_default); use --signature-name serving_default"
+    )
+
+
+def test_client_flags_through_a_real_server(server, capsys):
+    pair = ["--premise", "a", "--hypothesis", "b", "--timeout", "5"]
+    # classify: one line on what is wrong with it, nothing about output filters
+    for protocol in ([], ["--rest", "--server", server.rest_url]):
+        argv = [*pair, "--signature-name", "classify", *protocol]
+        if not protocol:
+            argv += ["--server", server.address]
+        assert client.main(argv) == 2
+        out, err = capsys.readouterr()
+        assert out == ""
+        assert err.startswith("serving.client: error: --signature-name classify: ")
+        assert "filter" not in err and len(err.splitlines()) == 1
+    # http://HOST:PORT with --rest, as the server's own URL is written
+    assert client.main([*pair, "--rest", "--server", server.rest_url]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "label\tp_entailment\tp_neutral\tp_contradiction"
+    assert len(out) == 2
+    # a failed request prints nothing on stdout, not even the TSV header
+    port = free_port()
+    assert client.main([*pair, "--server", f"127.0.0.1:{port}"]) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("serving.client: error: 127.0.0.1:")
+    for bad in ("0", "-1", "nan", "inf"):
+        with pytest.raises(SystemExit) as stop:
+            client.main([*pair[:4], "--timeout", bad])
+        assert stop.value.code == 2
+        assert capsys.readouterr().err == (
+            f"serving.client: error: --timeout {float(bad):g}: must be a number of "
+            "seconds > 0 (see --help)\n"
+        )
