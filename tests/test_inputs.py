@@ -360,6 +360,58 @@ def test_finetune_english_only_does_not_read_auxiliary_data(space):
 
 
 # ---- the other command lines ---------------------------------------------
+def _result(root, name, method, seed, settings=None, run_args=None):
+    """A finished run directory holding only results.json (and run.json)."""
+    run_dir = root / name
+    run_dir.mkdir(parents=True)
+    correct = {"de": [1, 0, 1, 1], "en": [1, 1, 1, 0]}
+    payload = {
+        "method": method, "seed": seed, "preset": "presets/p", "aux": ["el"],
+        "eval_split": "dev", "accuracy": {x: sum(c) / 4 for x, c in correct.items()},
+        "correct": correct, "targets": ["de"], "avg_target": 0.75, "avg_all": 0.75,
+    }  # fmt: skip
+    if settings is not None:
+        payload["settings"] = settings
+    (run_dir / "results.json").write_text(json.dumps(payload))
+    if run_args is not None:
+        (run_dir / "run.json").write_text(json.dumps({"args": run_args}))
+    return str(run_dir)
+
+
+def test_evaluate_refuses_to_pool_runs_whose_settings_differ(tmp_path, capsys):
+    flags = {"precision": "float32", "batch_size": 32, "preset": "presets/e5"}
+    a = _result(tmp_path, "a", "meta", 0, {**flags, "seed": 0, "log_every": 10})
+    # Another seed, English model, log interval and preset path: poolable.
+    b = _result(
+        tmp_path, "b", "meta", 1,
+        {**flags, "seed": 1, "init_from": "x", "log_every": 5, "preset": "/p/e5"},
+    )  # fmt: skip
+    assert evaluate_cli.main([a, b, "--bootstrap-samples", "10"]) == 0
+    assert "| meta | 2 |" in capsys.readouterr().out
+
+    c = _result(tmp_path, "c", "meta", 2, {**flags, "precision": "mixed_bfloat16"})
+    # Older results: the flags come from run.json beside them.
+    d = _result(tmp_path, "d", "meta", 3, run_args={**flags, "batch_size": 16})
+    e = _result(tmp_path, "e", "meta", 0, {**flags, "seed": 0})
+    f = _result(tmp_path, "f", "finetune", 0, {**flags, "batch_size": 8})
+    lines = _fails_in_process(
+        capsys, evaluate_cli.main, [a, b, c, d, e, f], "trainers.evaluate",
+        ["", "", ""],
+    )  # fmt: skip
+    assert lines == [
+        f"trainers.evaluate: error: {a} and {e} are both meta seed 0: one would "
+        "count twice",
+        "trainers.evaluate: error: the runs of meta differ in --batch-size (32 in "
+        f"{a}, {b}, {c}, {e}; 16 in {d}), --precision (float32 in {a}, {b}, "
+        f"{d}, {e}; mixed_bfloat16 in {c})",
+        "trainers.evaluate: error: compare such runs under different method "
+        "names, or add --pool-mixed-settings to average them anyway",
+    ]
+    argv = [a, c, d, f, "--pool-mixed-settings", "--bootstrap-samples", "10"]
+    assert evaluate_cli.main(argv) == 0
+    assert "| meta | 3 |" in capsys.readouterr().out
+
+
 def test_other_commands_fail_in_one_line(space, capsys, tmp_path):
     root, data_dir, preset = space
     gone = str(root / "gone")

@@ -57,6 +57,12 @@ def build_parser():
     parser.add_argument(
         "--output", help="Write the table (.md) or the results (.json) here."
     )
+    parser.add_argument(
+        "--pool-mixed-settings",
+        action="store_true",
+        help="Average the runs of a method as its seeds even when their "
+        "settings differ (by default refused, naming the flags that differ).",
+    )
     cli.add_log_level_flag(parser)
     return parser
 
@@ -74,7 +80,12 @@ def main(argv=None):
 
     from trainers import validate
     from trainers.evaluation import evaluate
-    from trainers.reporting import compare, load_results, results_table
+    from trainers.reporting import (
+        compare,
+        load_results,
+        pooling_problems,
+        results_table,
+    )
 
     if args.model:
         pairs = check_model_args(parser, args)
@@ -101,12 +112,21 @@ def main(argv=None):
         if args.bootstrap_samples >= 1
         else [f"--bootstrap-samples {args.bootstrap_samples}: must be >= 1"]
     )
-    runs = []
+    runs, run_dirs = [], []
     for run_dir in args.runs:
         try:
             runs += load_results([run_dir])
+            run_dirs.append(run_dir)
         except (OSError, ValueError) as err:
             problems.append(" ".join(str(err).split()))
+    if not args.pool_mixed_settings:
+        mixed = pooling_problems(runs, run_dirs)
+        problems += mixed
+        if mixed:
+            problems.append(
+                "compare such runs under different method names, or add "
+                "--pool-mixed-settings to average them anyway"
+            )
     if args.output:
         problems += validate.check_output_file(args.output, "--output")
     if problems:

@@ -10,7 +10,8 @@ import pathlib
 
 import numpy as np
 
-from keras_metaopt.formats import RESULTS_JSON
+from keras_metaopt.formats import RESULTS_JSON, RUN_JSON
+from trainers.validate import PATH_FLAGS, RESUME_SAFE
 
 # What a trainer's results.json must hold to be compared.
 RESULT_KEYS = (
@@ -22,6 +23,77 @@ RESULT_KEYS = (
     "avg_target",
     "avg_all",
 )
+
+
+# Flags that differ between the seeds of one method (each seed may start from
+# its own English model); with RESUME_SAFE, what pooling seeds may ignore.
+SEED_FLAGS = frozenset({"seed", "init_from"})
+
+
+def run_settings(args):
+    """The result-changing flags of a run, from its flags (`vars(args)` or
+    run.json's `args`): everything but RESUME_SAFE and SEED_FLAGS."""
+    return {
+        k: v for k, v in args.items() if k not in RESUME_SAFE and k not in SEED_FLAGS
+    }
+
+
+def settings_of(run, run_dir):
+    """A finished run's result-changing settings: results.json's `settings`;
+    for results written before it had them, run.json's flags beside it; else
+    the settings results.json names (preset, aux, eval_split)."""
+    if "settings" in run:
+        return run_settings(run["settings"])
+    try:
+        args = json.loads((pathlib.Path(run_dir) / RUN_JSON).read_text())["args"]
+        return run_settings(args)
+    except (OSError, ValueError, KeyError, TypeError):
+        return {k: run[k] for k in ("preset", "aux", "eval_split") if k in run}
+
+
+def pooling_problems(runs, run_dirs):
+    """Why the runs of a method should not be averaged as its seeds, one line
+    each: two runs of one seed, or flags that differ (paths by their last
+    component). `runs[i]` is the results.json of `run_dirs[i]`."""
+    problems = []
+    by_method = {}
+    for run, run_dir in zip(runs, run_dirs, strict=True):
+        by_method.setdefault(run["method"], []).append((run, run_dir))
+    for method, group in by_method.items():
+        seeds = {}
+        for run, run_dir in group:
+            seeds.setdefault(run["seed"], []).append(str(run_dir))
+        for seed, dirs in seeds.items():
+            if len(dirs) > 1:
+                problems.append(
+                    f"{' and '.join(dirs)} are both {method} seed {seed}: one "
+                    "would count twice"
+                )
+        settings = [(settings_of(run, d), str(d)) for run, d in group]
+        differing = []
+        for key in sorted({k for s, _ in settings for k in s}):
+            values = {}
+            for s, d in settings:
+                if key in s:
+                    value = s[key]
+                    if key in PATH_FLAGS and isinstance(value, str):
+                        value = pathlib.PurePath(value).name
+                    values.setdefault(json.dumps(value, sort_keys=True), []).append(d)
+            if len(values) > 1:
+                flag = "--" + key.replace("_", "-")
+                shown = "; ".join(
+                    f"{_shown(v)} in {', '.join(ds)}" for v, ds in values.items()
+                )
+                differing.append(f"{flag} ({shown})")
+        if differing:
+            problems.append(f"the runs of {method} differ in {', '.join(differing)}")
+    return problems
+
+
+def _shown(encoded):
+    """A flag's value as the user would type it (`float32`, not `"float32"`)."""
+    value = json.loads(encoded)
+    return value if isinstance(value, str) else encoded
 
 
 def paired_bootstrap(correct_a, correct_b, samples=10_000, seed=0):

@@ -22,7 +22,7 @@ from keras_metaopt import LayerGroups, cli, data
 from keras_metaopt.formats import MODEL_DIR, RATES_JSON, RESULTS_JSON, RUN_JSON
 from trainers import validate
 from trainers.evaluation import evaluate
-from trainers.reporting import mean_accuracy, results_table
+from trainers.reporting import mean_accuracy, results_table, run_settings
 from trainers.stage_loop import stage_seed, train_stage
 
 logger = logging.getLogger("keras_metaopt.trainers")
@@ -222,6 +222,7 @@ class Run:
             "correct": {lang: r["correct"] for lang, r in results.items()},
             "wall_time_s": round(time.time() - self.started, 1),
             "resumed": self.resumed,  # wall_time_s covers only this process
+            "settings": run_settings(vars(args)),  # what seeds pooled must share
         }
         payload["avg_target"] = mean_accuracy(payload["accuracy"], payload["targets"])
         payload["avg_all"] = mean_accuracy(payload["accuracy"], languages)
