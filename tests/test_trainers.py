@@ -1,8 +1,10 @@
 """Trainers end to end on a tiny encoder and generated multilingual data."""
 
 import json
+import logging
 import os
 import pathlib
+import shlex
 import signal
 import socket
 import subprocess
@@ -163,6 +165,52 @@ def test_serving_reads_the_run_directory_the_trainer_wrote(meta_run):
     assert tuple(run.labels) == LABEL_NAMES
     assert run.metadata()["train_languages"] == ["en", "el", "ur"]
     assert run.load_classifier().preprocessor.sequence_length == 32
+
+
+def test_a_finished_run_is_not_redone(workspace, meta_run, caplog):
+    root, data_dir, preset = workspace
+    out, _ = meta_run
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    with caplog.at_level(logging.INFO):
+        again = meta.main(_common(data_dir, preset, out, *META))
+    assert again == json.loads((out / "results.json").read_text())
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+    assert (
+        f"{out} has finished; its results are in {out}/results.json (add "
+        "--overwrite to run it again)" in caplog.text
+    )
+    assert "data:" not in caplog.text and "Loaded" not in caplog.text  # read nothing
+
+
+def test_an_unfinished_run_says_how_to_resume_it(workspace, meta_run, tmp_path, capsys):
+    root, data_dir, preset = workspace
+    out, _ = meta_run
+    run = json.loads((out / "run.json").read_text())
+    command = "python -m trainers.meta " + shlex.join(
+        _common(data_dir, preset, out, *META)
+    )
+    assert run["command"] == command  # what resumes it, recorded when it started
+    unfinished = tmp_path / "running"
+    unfinished.mkdir()
+    (unfinished / "run.json").write_text(json.dumps(run))
+    from serving.export import command as export
+
+    assert (
+        export.main(["--run-dir", str(unfinished), "--out", str(tmp_path / "1")]) == 2
+    )
+    assert capsys.readouterr().err == (
+        f"serving.export: error: run {unfinished} has not finished: no model/ (its "
+        f"final model) yet; resume it with: {command}; then export it\n"
+    )
+    assert not (tmp_path / "1").exists()
+    argv = _common(data_dir, preset, tmp_path / "b", "--init-from", str(unfinished))
+    with pytest.raises(SystemExit) as stop:
+        finetune.main(argv)
+    assert stop.value.code == 2
+    assert capsys.readouterr().err == (
+        f"trainers.finetune: error: --init-from run {unfinished} has not finished: "
+        f"no stage1/ (its English model) yet; resume it with: {command}\n"
+    )
 
 
 def test_baselines_share_stage1_and_do_what_they_say(workspace, meta_run):

@@ -18,6 +18,7 @@ from keras_metaopt import cli
 from trainers.flags import (
     add_baseline_flags,
     add_common_flags,
+    finished_results,
     learning_rate_suffix,
     parse_args,
 )
@@ -44,6 +45,9 @@ def main(argv=None):
     """Runs `trainers.finetune` on `argv` (default: the command line); True
     when every stage finished and was evaluated."""
     args = parse_args(build_parser(), argv, trainer="finetune")
+    done = finished_results(args)
+    if done is not None:
+        return done
     from trainers.finetune_training import train  # TensorFlow, after the checks
 
     return train(args, method_name(args))

@@ -9,9 +9,13 @@ Nothing here imports TensorFlow: `--help` and a malformed flag answer before
 it is loaded (`parse_args`).
 """
 
+import json
+import logging
+import shlex
 import sys
 
 from keras_metaopt import cli
+from keras_metaopt.formats import RESULTS_JSON
 from keras_metaopt.rate_param import RATE_PARAMS
 
 DEFAULT_LEARNING_RATE = 2e-5  # the paper's
@@ -285,5 +289,31 @@ def parse_args(parser, argv, trainer=None):
     if problems:
         cli.fail(parser.prog, problems)
     if trainer is not None:
+        given = sys.argv[1:] if argv is None else list(argv)
+        plan.command = resume_command(parser.prog, given)
         validate.start(plan, args)
     return args
+
+
+def resume_command(prog, argv):
+    """The command line that resumes a run started with `argv`: the same
+    flags without `--overwrite` (which would start it afresh)."""
+    return f"{prog} {shlex.join(x for x in argv if x != '--overwrite')}".strip()
+
+
+def finished_results(args):
+    """The results of a run that has finished (every stage and its evaluation),
+    logged in one line; None if there is work to do. A finished run is not
+    redone: `--overwrite` runs it again."""
+    from trainers import validate
+
+    plan = validate.plan_for(args)
+    if plan is None or not validate.finished(plan):
+        return None
+    path = plan.run_dir / RESULTS_JSON
+    logging.getLogger("keras_metaopt.trainers").info(
+        "%s has finished; its results are in %s (add --overwrite to run it again)",
+        plan.run_dir,
+        path,
+    )
+    return json.loads(path.read_text(encoding="utf-8"))

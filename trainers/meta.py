@@ -19,6 +19,7 @@ from keras_metaopt import cli
 from trainers.flags import (
     add_common_flags,
     add_meta_flags,
+    finished_results,
     learning_rate_suffix,
     parse_args,
 )
@@ -48,6 +49,9 @@ def main(argv=None):
     """Runs `trainers.meta` on `argv` (default: the command line); True when
     every stage finished and was evaluated."""
     args = parse_args(build_parser(), argv, trainer="meta")
+    done = finished_results(args)
+    if done is not None:
+        return done
     from trainers.meta_training import train  # TensorFlow, after the checks
 
     return train(args, method_name(args))

@@ -19,7 +19,13 @@ import tensorflow as tf
 
 import keras_metaopt.models  # noqa: F401  (registers E5Tokenizer for presets)
 from keras_metaopt import LayerGroups, cli, data
-from keras_metaopt.formats import MODEL_DIR, RATES_JSON, RESULTS_JSON, RUN_JSON
+from keras_metaopt.formats import (
+    MODEL_DIR,
+    RATES_JSON,
+    RESULTS_JSON,
+    RUN_COMMAND,
+    RUN_JSON,
+)
 from trainers import validate
 from trainers.evaluation import evaluate
 from trainers.reporting import mean_accuracy, results_table, run_settings
@@ -67,6 +73,8 @@ class Run:
         }
         # A validated rerun keeps the run.json its weights were trained with.
         plan = validate.plan_for(args)
+        if plan is not None and plan.command:
+            settings[RUN_COMMAND] = plan.command
         if plan is None or plan.fresh:
             self.write_json(RUN_JSON, settings)
 

@@ -27,7 +27,13 @@ import pathlib
 import shutil
 
 from keras_metaopt import LayerGroups, data
-from keras_metaopt.formats import MODEL_DIR, RATES_JSON, RESULTS_JSON, RUN_JSON
+from keras_metaopt.formats import (
+    MODEL_DIR,
+    RATES_JSON,
+    RESULTS_JSON,
+    RUN_JSON,
+    unfinished_run,
+)
 
 logger = logging.getLogger("keras_metaopt.trainers")
 
@@ -115,6 +121,7 @@ class Plan:
     fresh: bool  # no run.json yet (or --overwrite): it is written
     status: dict  # stage: complete / resumed / new / skipped
     data: str = ""  # what was read, one line (`data_summary`)
+    command: str = ""  # the command line that resumes the run (run.json)
 
 
 _plan = None
@@ -148,6 +155,10 @@ def check(parser, args, trainer):
         if flag == "--init-from":
             preset = str(stage1_dir(preset))
         problem, found = check_preset(flag, preset, need_task=flag == "--init-from")
+        if problem and flag == "--init-from" and preset == args.init_from:
+            # a run directory without stage1/: its English stage is running
+            unfinished = unfinished_run(args.init_from, "stage1/ (its English model)")
+            problem = f"--init-from {unfinished}" if unfinished else problem
         problems += [problem] if problem else []
         facts.update({k: v for k, v in found.items() if v is not None})
     problems += check_model_facts(args, facts)
@@ -508,8 +519,13 @@ def stage_status(args, trainer, aux, run_dir, fresh):
         else:
             status[name] = "new"
     done = not fresh and (run_dir / RESULTS_JSON).is_file()
-    status["eval"] = "redone" if done else "new"
+    status["eval"] = "complete" if done else "new"
     return status
+
+
+def finished(plan):
+    """Whether the plan's run has finished: every stage and the evaluation."""
+    return plan.status.get("eval") == "complete"
 
 
 def start(plan, args):
@@ -527,7 +543,7 @@ def start(plan, args):
                     path.unlink()
         if removed:
             logger.info("--overwrite: removed %s", ", ".join(sorted(removed)))
-    if not plan.fresh:
+    if not plan.fresh and not finished(plan):
         logger.info(
             "resuming %s: %s",
             plan.run_dir,
@@ -557,7 +573,7 @@ def check_data(args, trainer, aux, status, loaded):
         needs.append(("en_split", "en"))
     if "meta" in run or "aux" in run:
         needs += [("aux_split", lang) for lang in aux]
-    if "eval_split" in specs:
+    if "eval_split" in specs and status.get("eval") != "complete":
         needs += [("eval_split", lang) for lang in _eval_languages(args, problems)]
     grouped = {}  # one line per problem, naming every language it concerns
     with _quiet(data.loaders.logger):  # one summary line instead of one per file

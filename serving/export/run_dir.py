@@ -4,7 +4,13 @@ import json
 from pathlib import Path
 
 from keras_metaopt.formats import LABEL_NAMES as LABELS
-from keras_metaopt.formats import MODEL_DIR, RATES_FORMAT, RATES_JSON, RUN_JSON
+from keras_metaopt.formats import (
+    MODEL_DIR,
+    RATES_FORMAT,
+    RATES_JSON,
+    RUN_JSON,
+    unfinished_run,
+)
 
 
 class RunDir:
@@ -27,6 +33,9 @@ class RunDir:
             raise ValueError(f"run directory {self.path} does not exist")
         self.model_path = self.path / MODEL_DIR
         if not (self.model_path / "config.json").is_file():
+            unfinished = unfinished_run(self.path, f"{MODEL_DIR}/ (its final model)")
+            if unfinished:
+                raise ValueError(f"{unfinished}; then export it")
             raise ValueError(
                 f"{self.model_path} is not a keras-hub preset (no config.json); "
                 f"expected classifier.save_to_preset(RUN/'{MODEL_DIR}')"
