@@ -216,6 +216,16 @@ CORPUS = [
         ["--output-dir {root}/a-file/run: cannot be created: {root}/a-file is not a"],
     ),
     (
+        "meta",  # os.access says yes to root here; making an entry fails
+        ["--output-dir", "/proc/keras-metaopt-run"],
+        ["--output-dir /proc/keras-metaopt-run: cannot be created: /proc is not wri"],
+    ),
+    (
+        "meta",
+        ["--output-dir", "/sys/keras-metaopt/run"],
+        ["--output-dir /sys/keras-metaopt/run: cannot be created: /sys is not writ"],
+    ),
+    (
         "meta",  # every problem is reported, not just the first
         ["--en-steps", "-5", "--batch-size", "0", "--preset", "not_a_preset"]
         + ["--eval-split", "dev[5000:]"],

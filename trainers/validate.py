@@ -25,6 +25,7 @@ import math
 import os
 import pathlib
 import shutil
+import tempfile
 
 from keras_metaopt import LayerGroups, data
 from keras_metaopt.formats import (
@@ -432,7 +433,7 @@ def check_output_dir(run_dir):
     if run_dir.exists():
         if not run_dir.is_dir():
             return [f"--output-dir {run_dir}: exists and is not a directory"]
-        if not os.access(run_dir, os.W_OK | os.X_OK):
+        if not can_create_in(run_dir):
             return [f"--output-dir {run_dir}: not writable"]
         return []
     parent = run_dir.parent
@@ -442,9 +443,22 @@ def check_output_dir(run_dir):
         return [
             f"--output-dir {run_dir}: cannot be created: {parent} is not a directory"
         ]
-    if not os.access(parent, os.W_OK | os.X_OK):
+    if not can_create_in(parent):
         return [f"--output-dir {run_dir}: cannot be created: {parent} is not writable"]
     return []
+
+
+def can_create_in(directory):
+    """Whether an entry can be made in `directory`: one is made and removed.
+
+    `os.access` cannot tell: as root it says yes for /proc, /sys or a
+    read-only mount, and the run would fail later, after the checks.
+    """
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".write-check-", dir=directory))
+    except OSError:
+        return False
+    return True
 
 
 def has_artifacts(run_dir):
@@ -708,8 +722,6 @@ def check_output_file(path, flag):
     parent = path.parent
     if not parent.is_dir():
         return [f"{flag} {path}: directory {parent} does not exist"]
-    if not os.access(parent, os.W_OK | os.X_OK) or (
-        path.exists() and not os.access(path, os.W_OK)
-    ):
+    if not can_create_in(parent) or (path.exists() and not os.access(path, os.W_OK)):
         return [f"{flag} {path}: not writable"]
     return []
