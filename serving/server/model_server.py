@@ -142,15 +142,17 @@ class ModelServer:
         self.manager.drain()
         stopped = self.server.stop(grace) if self.server is not None else None
         clean = True
-        if self.rest is not None:
-            clean = self.rest.stop(max(0.0, deadline - time.monotonic()))
-            self.rest = None
         if stopped is not None:
             stopped.wait(max(0.0, deadline - time.monotonic()))
             # gRPC cancels RPCs still running at the deadline, but their threads
             # go on computing: count them as left undone.
-            clean = self.predictions.in_flight.wait_idle(0.05) and clean
+            clean = self.predictions.in_flight.wait_idle(0.05)
             self.server = None
+        # The REST port closes last: until then new REST requests get 503 from
+        # the drained manager, not a refused connection.
+        if self.rest is not None:
+            clean = self.rest.stop(max(0.0, deadline - time.monotonic())) and clean
+            self.rest = None
         clean = (
             self.manager.stop(timeout=max(0.0, deadline - time.monotonic())) and clean
         )

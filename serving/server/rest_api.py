@@ -39,6 +39,7 @@ MODEL_PATH = re.compile(
     r"(?:/(metadata))?"
 )
 API_PREFIX = re.compile(r"(?i)/v1/")
+INT64_MAX = 2**63 - 1  # the largest ModelSpec.version
 BASE64_KEY = "b64"
 BYTES_SUFFIX = "_bytes"  # string outputs named *_bytes are sent as {"b64": ...}
 
@@ -184,7 +185,10 @@ class RestApi:
         return response(environ, start_response)
 
     def _respond(self, request: Request) -> Response:
-        request.max_content_length = self.max_body_bytes
+        # One byte over the limit, so that `_json` can tell a body of exactly
+        # the limit from a longer one: a chunked body has no Content-Length, and
+        # Werkzeug cuts its stream at the limit instead of refusing it.
+        request.max_content_length = self.max_body_bytes + 1
         try:
             body = self._dispatch(request)
             status = 200
@@ -246,6 +250,10 @@ class RestApi:
     def _spec(name: str, version: str | None, label: str | None) -> dict:
         spec = {"name": name}
         if version is not None:
+            if int(version) > INT64_MAX:  # ModelSpec.version is an int64
+                raise RequestError.invalid(
+                    f"Failed to convert version: {version} to numeric."
+                )
             spec["version"] = int(version)
         if label is not None:
             spec["version_label"] = label
@@ -261,9 +269,8 @@ class RestApi:
         if signature_name is not None:
             proto_spec.signature_name = signature_name
 
-    @staticmethod
-    def _json(request: Request) -> dict:
-        raw = request.get_data(cache=False)
+    def _json(self, request: Request) -> dict:
+        raw = self._body(request)
         if not raw.strip():
             raise RequestError.invalid("JSON Parse error: The document is empty")
         try:
@@ -276,6 +283,20 @@ class RestApi:
         if signature is not None and not isinstance(signature, str):
             raise RequestError.invalid("'signature_name' key must be a string value.")
         return document
+
+    def _body(self, request: Request) -> bytes:
+        """The request body; 413 (`RequestEntityTooLarge`) past the limit,
+        with or without a Content-Length (chunked)."""
+        limit, parts, size = self.max_body_bytes, [], 0
+        while size <= limit:
+            part = request.stream.read(limit + 1 - size)
+            if not part:
+                break
+            parts.append(part)
+            size += len(part)
+        if size > limit:
+            raise RequestEntityTooLarge()
+        return b"".join(parts)
 
     # -- predict --------------------------------------------------------------------
 

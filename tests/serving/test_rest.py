@@ -231,6 +231,13 @@ REST_ERRORS = [
     ("wrong method", "PUT", "/v1/models/nli:predict", ONE, 400,
      "Malformed request: PUT /v1/models/nli:predict"),
     ("outside the API", "GET", "/healthz", None, 404, "no such endpoint: /healthz"),
+    ("version over int64", "GET", "/v1/models/nli/versions/9223372036854775808",
+     None, 400, "Failed to convert version: 9223372036854775808 to numeric."),
+    ("predict version over int64", "POST",
+     "/v1/models/nli/versions/99999999999999999999:predict", ONE, 400,
+     "Failed to convert version: 99999999999999999999 to numeric."),
+    ("largest int64 version", "GET", "/v1/models/nli/versions/9223372036854775807",
+     None, 404, "Could not find version 9223372036854775807 of model 'nli'"),
 ]  # fmt: skip
 
 
@@ -333,6 +340,23 @@ def test_body_over_the_limit_is_413(server):
             },
         )
         assert call(url, "GET", "/v1/models/nli")[0] == 200  # no body: fine
+        # Chunked (no Content-Length): refused the same way, not cut to the limit
+        # and parsed; a chunked body within the limit is read whole.
+        for size, expected in ((200, 413), (40, 200)):
+            document = {"instances": [{"premise": "x" * size, "hypothesis": "y"}]}
+            data = json.dumps(document).encode()
+            connection = http.client.HTTPConnection("127.0.0.1", urlsplit(url).port)
+            connection.request(
+                "POST", "/v1/models/nli:predict",
+                body=(data[i : i + 30] for i in range(0, len(data), 30)),
+                encode_chunked=True,
+            )  # fmt: skip
+            response = connection.getresponse()
+            got = json.loads(response.read())
+            connection.close()
+            assert response.status == expected, (size, got)
+            if expected == 413:
+                assert got["error"].startswith("the request body is over the limit")
     finally:
         assert rest.stop(grace=5)
 

@@ -204,3 +204,46 @@ def test_exit_within_grace_when_model_calls_overrun(model_base, tmp_path):
     assert "answered" not in errors and len(errors) == 3, errors
     text = log.read_text()
     assert "some requests were still running after the 3s grace period" in text
+
+
+def test_rest_answers_503_while_grpc_requests_finish(model_base, tmp_path):
+    # Only a gRPC request is in flight: the REST port must stay open through
+    # the grace period and answer new requests 503, not refuse the connection.
+    log = tmp_path / "server.log"
+    grace = 10
+    proc, address, rest_port = start_server(
+        model_base, log, "--shutdown-grace-s", str(grace), code=SLOW_SERVER
+    )
+    outcome = []
+
+    def grpc_call():
+        with NliClient(address, timeout=60) as client:
+            try:
+                client.predict(["a"], ["b"])
+                outcome.append("answered")
+            except grpc.RpcError as err:
+                outcome.append(err.code().name)
+
+    thread = threading.Thread(target=grpc_call)
+    try:
+        thread.start()
+        wait_until(
+            lambda: "slow model call started" in log.read_text(),
+            60,
+            "the gRPC request to sleep in the model call",
+        )
+        proc.send_signal(signal.SIGTERM)
+        wait_until(
+            lambda: "shutting down" in log.read_text(), 60, "the shutdown to begin"
+        )
+        status, body = rest_predict(rest_port, 0, timeout=30)
+        code = proc.wait(timeout=60)
+    finally:
+        thread.join(timeout=60)
+        if proc.poll() is None:
+            proc.kill()
+    assert status == 503, body
+    assert list(body) == ["error"] and "shutting down" in body["error"], body
+    # the process exits at the end of the grace period, cancelling the call
+    assert code == 0 and len(outcome) == 1, (code, outcome, log.read_text())
+    assert outcome[0] in ("CANCELLED", "UNAVAILABLE"), outcome
