@@ -584,6 +584,87 @@ def test_command_lines_exit_2_with_one_line_per_problem(space, tmp_path):
     ]
 
 
+def _shell_cases(space, tmp):
+    """(id, command, exit code, the whole stderr, what must not exist) for the
+    cases of the command-line shell, run as a user runs them."""
+    root, data_dir, preset = space
+    command = "python -m trainers.meta --output-dir runs/x --seed 1"
+    unfinished = tmp / "unfinished"
+    unfinished.mkdir()
+    (unfinished / "run.json").write_text(json.dumps({"args": {}, "command": command}))
+    mixed = [
+        _result(tmp, "a", "meta", 0, {"precision": "float32"}),
+        _result(tmp, "b", "meta", 1, {"precision": "mixed_bfloat16"}),
+    ]
+    port = _free_port()
+    out = tmp / "out"
+    return [
+        ("a bad number", ["trainers.meta", *_common(data_dir, preset, out, *META),
+         "--batch-size", "0"], 2,
+         ["trainers.meta: error: --batch-size 0: must be >= 1"], out),
+        ("an output directory that cannot be made",
+         ["trainers.finetune", *_common(data_dir, preset, "/proc/km/run")], 2,
+         ["trainers.finetune: error: --output-dir /proc/km/run: cannot be created: "
+          "/proc is not writable"], None),
+        ("--init-from an unfinished run",
+         ["trainers.finetune", *_common(data_dir, preset, out),
+          "--init-from", str(unfinished)], 2,
+         [f"trainers.finetune: error: --init-from run {unfinished} has not finished: "
+          f"no stage1/ (its English model) yet; resume it with: {command}"], out),
+        ("exporting an unfinished run",
+         ["serving.export", "--run-dir", str(unfinished), "--out", str(out / "1")], 2,
+         [f"serving.export: error: run {unfinished} has not finished: no model/ (its "
+          f"final model) yet; resume it with: {command}; then export it"], out),
+        ("pooling runs whose settings differ",
+         ["trainers.evaluate", *mixed, "--log-level", "Warning"], 2,
+         [f"trainers.evaluate: error: the runs of meta differ in --precision (float32 "
+          f"in {mixed[0]}; mixed_bfloat16 in {mixed[1]})",
+          "trainers.evaluate: error: compare such runs under different method names, "
+          "or add --pool-mixed-settings to average them anyway"], None),
+        ("a timeout of 0",
+         ["serving.client", "--premise", "a", "--hypothesis", "b", "--timeout", "0"], 2,
+         ["serving.client: error: --timeout 0: must be a number of seconds > 0 (see "
+          "--help)"], None),
+        ("a URL for a gRPC server",
+         ["serving.client", "--premise", "a", "--hypothesis", "b", "--server",
+          "http://127.0.0.1:8500"], 2,
+         ["serving.client: error: --server http://127.0.0.1:8500: a gRPC server is "
+          "HOST[:PORT] (add --rest for the REST API) (see --help)"], None),
+        ("a server that is not there",
+         ["serving.client", "--premise", "a", "--hypothesis", "b", "--rest",
+          "--server", f"http://127.0.0.1:{port}"], 1,
+         [f"serving.client: error: cannot reach http://127.0.0.1:{port}: [Errno 111] "
+          "Connection refused"], None),
+        ("a negative grace period",
+         ["serving.server", "--model-base-path", str(out), "--shutdown-grace-s", "-1"],
+         2, ["serving.server: error: --shutdown-grace-s must be >= 0 (see --help)"],
+         out),
+    ]  # fmt: skip
+
+
+def _free_port():
+    from tests.serving.conftest import free_port
+
+    return free_port()
+
+
+def test_the_shell_through_the_real_command_lines(space, tmp_path):
+    """Exit code, the whole of stderr (no TensorFlow lines, no progress), an
+    empty stdout, and nothing written, for every case of the shell."""
+    cases = _shell_cases(space, tmp_path)
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    failures = []
+    for name, command, code, stderr, absent in cases:
+        done = _run(*command)
+        got = (done.returncode, done.stderr.splitlines(), done.stdout)
+        if got != (code, stderr, ""):
+            failures.append(f"{name}: {got}")
+        if absent is not None and absent.exists():
+            failures.append(f"{name}: wrote {absent}")
+    assert failures == []
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before
+
+
 def test_a_failure_after_validation_is_one_line_and_leaves_no_run_dir(space):
     # The preset passes the cheap check but its weights are garbage: loading
     # fails after the run directory was made; it must not stay behind.
