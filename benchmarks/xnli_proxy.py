@@ -251,7 +251,7 @@ def main(argv=None):
     cli.add_log_level_flag(parser)
     cli.one_line_errors(parser)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(message)s")
+    cli.configure_logging(args.log_level)
     if argv is None:
         cli.install_excepthook(parser.prog, debug=args.log_level == "DEBUG")
     if args.table:

@@ -22,6 +22,7 @@ COMMANDS = {
     "serving.export": "--atol ATOL",
     "serving.server": "--port PORT",
     "serving.client": "--timeout TIMEOUT",
+    "tools.make_tiny_preset": "--vocabulary-size VOCABULARY_SIZE",
 }
 DEFAULTS = {
     "trainers.meta": "(default: 15)",
@@ -30,6 +31,7 @@ DEFAULTS = {
     "serving.export": "(default: 1e-05)",
     "serving.server": "(default: 8500)",
     "serving.client": "(default: 30.0)",
+    "tools.make_tiny_preset": "(default: 3000)",
 }
 HEAVY = ("tensorflow", "keras", "keras_hub", "numpy")
 

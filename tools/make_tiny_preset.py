@@ -10,22 +10,27 @@ preset loads with `keras_hub.models.TextClassifier.from_preset` and works with
 every trainer and with serving export, in seconds on a CPU.
 """
 
-import argparse
 import logging
 import pathlib
 
-from keras_metaopt.testing import make_tiny_preset
+from keras_metaopt import cli
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = cli.parser("python -m tools.make_tiny_preset", __doc__)
     parser.add_argument("--data-dir", required=True, help="Directory of *.tsv files.")
     parser.add_argument("--out", required=True, help="Preset directory to write.")
-    parser.add_argument("--vocabulary-size", type=int, default=3000)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--dropout", type=float, default=0.1)
+    parser.add_argument("--vocabulary-size", type=int, default=3000, help="WordPieces.")
+    parser.add_argument("--seed", type=int, default=0, help="Seed of the weights.")
+    parser.add_argument("--dropout", type=float, default=0.1, help="Dropout rate.")
+    cli.add_log_level_flag(parser)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO)
+    cli.configure_logging(args.log_level)
+    if argv is None:
+        cli.install_excepthook(parser.prog, debug=args.log_level == "DEBUG")
+    cli.import_tensorflow()
+    from keras_metaopt.testing import make_tiny_preset  # TensorFlow, after the flags
+
     texts = []
     for path in sorted(pathlib.Path(args.data_dir).glob("*.tsv")):
         with open(path, encoding="utf-8") as f:
@@ -35,7 +40,7 @@ def main(argv=None):
     make_tiny_preset(
         texts, args.out, args.vocabulary_size, seed=args.seed, dropout=args.dropout
     )
-    logging.info("wrote %s", args.out)
+    logging.getLogger("keras_metaopt.tools").info("wrote %s", args.out)
 
 
 if __name__ == "__main__":
