@@ -69,6 +69,24 @@ def rest_predict(rest_port, i, timeout=30):
         connection.close()
 
 
+def start_slow_server(model_base, tmp_path, grace):
+    """`SLOW_SERVER` with `--shutdown-grace-s grace`; (process, gRPC address,
+    REST port, log path)."""
+    log = tmp_path / "server.log"
+    flags = ("--shutdown-grace-s", str(grace))
+    return (*start_server(model_base, log, *flags, code=SLOW_SERVER), log)
+
+
+def grpc_predict(address, outcomes):
+    """One gRPC Predict; appends "answered" or the status code's name."""
+    with NliClient(address, timeout=60) as client:
+        try:
+            client.predict(["a"], ["b"])
+            outcomes.append("answered")
+        except grpc.RpcError as err:
+            outcomes.append(err.code().name)
+
+
 def test_sigterm_under_load(model_base, reference, tmp_path):
     log = tmp_path / "server.log"
     grace = 10
@@ -160,20 +178,12 @@ def test_sigterm_under_load(model_base, reference, tmp_path):
 
 
 def test_exit_within_grace_when_model_calls_overrun(model_base, tmp_path):
-    log = tmp_path / "server.log"
     grace = 3
-    proc, address, rest_port = start_server(
-        model_base, log, "--shutdown-grace-s", str(grace), code=SLOW_SERVER
-    )
+    proc, address, rest_port, log = start_slow_server(model_base, tmp_path, grace)
     errors = []
 
     def grpc_call():
-        with NliClient(address, timeout=60) as client:
-            try:
-                client.predict(["a"], ["b"])
-                errors.append("answered")
-            except grpc.RpcError as err:
-                errors.append(err.code().name)
+        grpc_predict(address, errors)
 
     def rest_call():
         try:
@@ -209,22 +219,10 @@ def test_exit_within_grace_when_model_calls_overrun(model_base, tmp_path):
 def test_rest_answers_503_while_grpc_requests_finish(model_base, tmp_path):
     # Only a gRPC request is in flight: the REST port must stay open through
     # the grace period and answer new requests 503, not refuse the connection.
-    log = tmp_path / "server.log"
     grace = 10
-    proc, address, rest_port = start_server(
-        model_base, log, "--shutdown-grace-s", str(grace), code=SLOW_SERVER
-    )
+    proc, address, rest_port, log = start_slow_server(model_base, tmp_path, grace)
     outcome = []
-
-    def grpc_call():
-        with NliClient(address, timeout=60) as client:
-            try:
-                client.predict(["a"], ["b"])
-                outcome.append("answered")
-            except grpc.RpcError as err:
-                outcome.append(err.code().name)
-
-    thread = threading.Thread(target=grpc_call)
+    thread = threading.Thread(target=grpc_predict, args=(address, outcome))
     try:
         thread.start()
         wait_until(
