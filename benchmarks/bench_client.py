@@ -29,19 +29,26 @@ from benchmarks.bench_serving import free_port, prepare  # noqa: E402
 log = logging.getLogger("bench_client")
 
 
-def timed(command: list[str], runs: int) -> dict:
-    """Median and range of the wall time of ``command`` (must exit 0)."""
+def timed(command: list[str], runs: int, env=None, expect_code=0) -> dict:
+    """Median and range of the wall time of ``command`` (must exit
+    ``expect_code``), and how many lines its last run wrote on stderr."""
     times = []
     for _ in range(runs):
         started = time.perf_counter()
-        done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+        done = subprocess.run(
+            command, cwd=REPO, capture_output=True, text=True, env=env
+        )
         times.append(time.perf_counter() - started)
-        if done.returncode != 0:
-            raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr}")
+        if done.returncode != expect_code:
+            raise RuntimeError(
+                f"{' '.join(command)} exited {done.returncode}, not {expect_code}:"
+                f"\n{done.stderr}"
+            )
     return {
         "median_s": round(statistics.median(times), 3),
         "min_s": round(min(times), 3),
         "max_s": round(max(times), 3),
+        "stderr_lines": len(done.stderr.splitlines()),
     }
 
 
