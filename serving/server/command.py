@@ -249,7 +249,10 @@ def main(argv=None) -> int:
         if batching.enabled:
             log.info("batching on: %s", batching)
         server.start()
-    except (OSError, ValueError) as err:
+    except (ValueError, FileNotFoundError) as err:  # the flags or files given
+        cli.error(PROG, err)
+        return cli.EXIT_BAD_INPUT
+    except OSError as err:  # e.g. a port in use
         cli.error(PROG, err)
         return cli.EXIT_ERROR
     stop = threading.Event()
