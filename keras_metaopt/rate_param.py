@@ -24,6 +24,7 @@ import math
 
 RATE_PARAMS = ("sigmoid", "scaled-sigmoid", "exp")
 MAX_RATE = {"sigmoid": 1.0, "scaled-sigmoid": 2.0, "exp": 4.0}
+FORMULA = {"sigmoid": "sigmoid(φ)", "scaled-sigmoid": "2·sigmoid(φ)", "exp": "exp(φ)"}
 
 
 def check(param):

@@ -23,6 +23,7 @@ COMMANDS = {
     "serving.server": "--port PORT",
     "serving.client": "--timeout TIMEOUT",
     "tools.make_tiny_preset": "--vocabulary-size VOCABULARY_SIZE",
+    "tools.plot_rates": "--log-level {DEBUG,INFO,WARNING,ERROR}",
 }
 DEFAULTS = {
     "trainers.meta": "(default: 15)",
@@ -32,6 +33,7 @@ DEFAULTS = {
     "serving.server": "(default: 8500)",
     "serving.client": "(default: 30.0)",
     "tools.make_tiny_preset": "(default: 3000)",
+    "tools.plot_rates": "(default: INFO)",
 }
 HEAVY = ("tensorflow", "keras", "keras_hub", "numpy")
 

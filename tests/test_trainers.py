@@ -563,6 +563,12 @@ def test_meta_paper_init_exp_rates_exact_gradient_end_to_end(workspace, meta_run
     assert [s for s, _ in norms["meta/max_adjoint_norm"]] == [1, 2, 3, 4]
     assert all(v > 0 for _, v in norms["meta/gradient_norm"])
 
+    from tools.plot_rates import plot_rates, rates_param
+
+    # The heat map's scale follows the run's λ(φ): exp reaches 4, not 1.
+    assert (rates_param(out), rates_param(meta_run[0])) == ("exp", "sigmoid")
+    assert plot_rates(out).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
 
 def test_fresh_head_redraws_only_the_classifier_layers(workspace):
     _, _, preset = workspace

@@ -6,26 +6,25 @@
 Reads the `rates/<group>` scalars that `trainers.meta` writes to TensorBoard.
 """
 
-import argparse
+import json
 import pathlib
 import sys
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from tensorboard.backend.event_processing.event_accumulator import (  # noqa: E402
-    EventAccumulator,
-)
-
 from keras_metaopt import cli
-from trainers import validate  # noqa: E402
+from keras_metaopt.formats import RUN_JSON
+from keras_metaopt.rate_param import FORMULA, MAX_RATE
+
+# matplotlib, TensorFlow and TensorBoard load on use: `--help` answers without.
 
 
 def read_rates(run_dir):
     """`(groups, steps, rates[group, step])` from the run's TensorBoard events."""
+    import numpy as np
+    import tensorflow as tf
+    from tensorboard.backend.event_processing.event_accumulator import (
+        EventAccumulator,
+    )
+
     tb = pathlib.Path(run_dir) / "tb"
     if not tb.is_dir():
         raise FileNotFoundError(f"{tb}: no TensorBoard directory (is {run_dir} a run?)")
@@ -53,8 +52,26 @@ def _group_order(name):
     return (0, 0) if name == "embeddings" else (2, 0)
 
 
+def rates_param(run_dir):
+    """How the run's λ depends on φ (run.json's --rates-param; runs that
+    predate the flag, or have no run.json, used the paper's sigmoid)."""
+    try:
+        args = json.loads((pathlib.Path(run_dir) / RUN_JSON).read_text())["args"]
+        return args.get("rates_param", "sigmoid")
+    except (OSError, ValueError, KeyError, TypeError):
+        return "sigmoid"
+
+
 def plot_rates(run_dir, out=None):
+    """Writes the heat map (default RUN_DIR/rates.png), its colour scale over λ's
+    whole range under the run's parametrisation; returns its path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     groups, steps, rates = read_rates(run_dir)
+    param = rates_param(run_dir)
     out = pathlib.Path(out or pathlib.Path(run_dir) / "rates.png")
     fig, ax = plt.subplots(
         figsize=(max(6, len(steps) * 0.08 + 3), 0.35 * len(groups) + 2)
@@ -65,14 +82,14 @@ def plot_rates(run_dir, out=None):
         origin="lower",
         cmap="viridis",
         vmin=0,
-        vmax=1,
+        vmax=MAX_RATE[param],
         extent=(steps[0] - 0.5, steps[-1] + 0.5, -0.5, len(groups) - 0.5),
     )
     ax.set_yticks(
         range(len(groups)), [g.replace("transformer_layer_", "layer ") for g in groups]
     )
     ax.set_xlabel("meta step")
-    ax.set_title(f"learned rates λ = sigmoid(φ): {pathlib.Path(run_dir).name}")
+    ax.set_title(f"learned rates λ = {FORMULA[param]}: {pathlib.Path(run_dir).name}")
     fig.colorbar(image, ax=ax, label="λ")
     fig.tight_layout()
     fig.savefig(out, dpi=120)
@@ -81,16 +98,17 @@ def plot_rates(run_dir, out=None):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
-        prog="python -m tools.plot_rates", description=__doc__.split("\n\n")[0]
-    )
+    parser = cli.parser("python -m tools.plot_rates", __doc__)
     parser.add_argument("run_dir", help="A trainers.meta output directory.")
     parser.add_argument("--out", help="PNG path (default RUN_DIR/rates.png).")
     cli.add_log_level_flag(parser)
-    cli.one_line_errors(parser)
     args = parser.parse_args(argv)
+    cli.configure_logging(args.log_level)
     if argv is None:
         cli.install_excepthook(parser.prog, debug=args.log_level == "DEBUG")
+    cli.import_tensorflow()
+    from trainers import validate
+
     problems = []
     if not pathlib.Path(args.run_dir).is_dir():
         problems.append(f"{args.run_dir}: no such run directory")
