@@ -754,6 +754,8 @@ def test_sigterm_and_sigint_checkpoint_exit_and_resume_bit_identically(space):
     for a, b in zip(_weights(out / "model"), _weights(reference / "model")):
         np.testing.assert_array_equal(a, b)
     settings = [json.loads((d / "run.json").read_text()) for d in (out, reference)]
-    for s in settings:
-        assert s["args"].pop("output_dir")
+    for s, d in zip(settings, (out, reference)):
+        assert s["args"].pop("output_dir") == str(d)
+        resume = "python -m trainers.meta " + shlex.join(command(d)[1:-1])
+        assert s.pop("command") == resume  # recorded by the first start
     assert settings[0] == settings[1]

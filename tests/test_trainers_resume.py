@@ -28,7 +28,7 @@ from tests.test_trainers import (  # noqa: F401  (workspace is a fixture)
     _weights,
     workspace,
 )
-from trainers import meta, stage_loop
+from trainers import meta, meta_training, stage_loop
 
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
 
@@ -171,7 +171,7 @@ def test_ablation_resumes_mid_round_and_tensorboard_holds_what_it_computed(
 
     reference = root / f"{ablation}-uninterrupted"
     meta_record, aux_record = [], []
-    monkeypatch.setattr(meta, "MetaStep", _recording_meta_step(meta_record))
+    monkeypatch.setattr(meta_training, "MetaStep", _recording_meta_step(meta_record))
     monkeypatch.setattr(stage_loop, "TrainStep", _recording_train_step(aux_record))
     results = meta.main(args(reference))
     assert len(meta_record) == 6
@@ -181,10 +181,10 @@ def test_ablation_resumes_mid_round_and_tensorboard_holds_what_it_computed(
 
     # Crash before meta step 3 (mid-round 1 of 2), then rerun to the end.
     out = root / f"{ablation}-crashed"
-    monkeypatch.setattr(meta, "MetaStep", _recording_meta_step([], crash_at=3))
+    monkeypatch.setattr(meta_training, "MetaStep", _recording_meta_step([], crash_at=3))
     with pytest.raises(_Crash):
         meta.main(args(out))
-    monkeypatch.setattr(meta, "MetaStep", _recording_meta_step(resumed := []))
+    monkeypatch.setattr(meta_training, "MetaStep", _recording_meta_step(resumed := []))
     with caplog.at_level("INFO", logger="keras_metaopt.trainers"):
         meta.main(args(out))
     assert "meta: resuming at meta step 2/6" in caplog.text
@@ -275,12 +275,18 @@ def test_fast_settings_meta_run_resumes_bit_for_bit_and_keeps_them(
     monkeypatch.setattr(data, "make_dataset", recording_make_dataset)
     reference, out = root / "fast-uninterrupted", root / "fast-crashed"
     try:  # the trainers set Keras's global dtype policy
-        monkeypatch.setattr(meta, "MetaStep", _recording_meta_step(record := []))
+        monkeypatch.setattr(
+            meta_training, "MetaStep", _recording_meta_step(record := [])
+        )
         meta.main(args(reference))
-        monkeypatch.setattr(meta, "MetaStep", _recording_meta_step([], crash_at=3))
+        monkeypatch.setattr(
+            meta_training, "MetaStep", _recording_meta_step([], crash_at=3)
+        )
         with pytest.raises(_Crash):
             meta.main(args(out))
-        monkeypatch.setattr(meta, "MetaStep", _recording_meta_step(resumed := []))
+        monkeypatch.setattr(
+            meta_training, "MetaStep", _recording_meta_step(resumed := [])
+        )
         meta.main(args(out))
         capsys.readouterr()
         for flags in (
