@@ -305,6 +305,12 @@ def forget_created_dirs():
     _created.clear()
 
 
+def resume_command(prog, argv):
+    """The command line that resumes a run started with `argv`: the same flags
+    without `--overwrite` (which would delete what the run has done)."""
+    return f"{prog} {shlex.join(x for x in argv if x != '--overwrite')}".strip()
+
+
 # ---- stopping on SIGINT / SIGTERM ------------------------------------------
 class Interrupted(SystemExit):
     """Raised after a SIGINT/SIGTERM: exit code 128 + signal number."""
@@ -325,7 +331,7 @@ class StopRequest:
 
     def __init__(self, prog, argv):
         self.name = program_name(prog)
-        self.command = f"{prog} {shlex.join(argv)}".strip()
+        self.command = resume_command(prog, argv)
         self.signum = None
         self.training = False
         self.previous = {}

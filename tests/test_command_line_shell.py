@@ -199,3 +199,12 @@ def test_progress_durations():
     assert [cli._duration(s) for s in (7.4, 60, 1884, 3725)] == [
         "7s", "1m 00s", "31m 24s", "1h 02m",
     ]  # fmt: skip
+
+
+def test_the_resume_command_drops_overwrite():
+    # Rerunning with --overwrite would delete the checkpoints it is to resume.
+    argv = ["--output-dir", "runs/a b", "--overwrite", "--seed", "1"]
+    expected = "python -m trainers.meta --output-dir 'runs/a b' --seed 1"
+    assert cli.resume_command("python -m trainers.meta", argv) == expected
+    stop = cli.StopRequest("python -m trainers.meta", argv)
+    assert stop.command == expected

@@ -11,7 +11,6 @@ it is loaded (`parse_args`).
 
 import json
 import logging
-import shlex
 import sys
 
 from keras_metaopt import cli
@@ -290,15 +289,9 @@ def parse_args(parser, argv, trainer=None):
         cli.fail(parser.prog, problems)
     if trainer is not None:
         given = sys.argv[1:] if argv is None else list(argv)
-        plan.command = resume_command(parser.prog, given)
+        plan.command = cli.resume_command(parser.prog, given)
         validate.start(plan, args)
     return args
-
-
-def resume_command(prog, argv):
-    """The command line that resumes a run started with `argv`: the same
-    flags without `--overwrite` (which would start it afresh)."""
-    return f"{prog} {shlex.join(x for x in argv if x != '--overwrite')}".strip()
 
 
 def finished_results(args):
