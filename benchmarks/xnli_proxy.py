@@ -33,6 +33,15 @@ from trainers.reporting import compare, results_table
 # φ over 10 epochs with L = 15, i.e. hundreds of updates) instead of 12, at
 # φ's Adam lr 0.05, so that φ can travel up to 5 from its start.
 LONG_META = ["--rounds", "10", "--meta-updates-per-round", "10"]
+# Issue 23: the fast settings (layers computed in bfloat16, batches grouped by
+# length and padded to their own longest pair). Rows are compared only when run
+# with the same precision and batching, so the fast ones are rows of their own,
+# each starting from an English model trained with the same settings.
+FAST = ["--precision", "mixed_bfloat16", "--group-by-length"]
+
+# The English models (trainers.finetune without auxiliary languages): each is a
+# zero-shot row of its own and the start (`--init-from`) of the rows of its seed.
+ENGLISH = {"english-only": [], "english-only-fast": FAST}
 
 METHODS = {  # row name: (trainer, extra flags, seeds)
     "finetune": ("finetune", [], 3),
@@ -56,7 +65,10 @@ METHODS = {  # row name: (trainer, extra flags, seeds)
         + ["--state-every", "4", *LONG_META],
         3,
     ),
+    "finetune-fast": ("finetune", FAST, 3),
 }
+# The English model each row starts from: "english-only" unless named here.
+STAGE1 = {"finetune-fast": "english-only-fast"}
 # Sized so that one method x one seed takes about 20 minutes on a 2-core CPU.
 BUDGET = {
     "common": [
@@ -73,15 +85,26 @@ BUDGET = {
 }
 
 
+def stage1_of(method):
+    """The English row whose model `method` starts from."""
+    return STAGE1.get(method, "english-only")
+
+
 def plan(seeds_main, seeds_rest, only):
-    """(method, seed) pairs, seed-major so that a seed's comparison completes first."""
+    """(method, seed) pairs, seed-major so that a seed's comparison completes
+    first; each seed's English models first ("english-only" always, the others
+    when a planned row starts from them)."""
     runs = []
     for seed in range(max(seeds_main, seeds_rest)):
-        runs.append(("english-only", seed))
-        for method, (_, _, n) in METHODS.items():
-            n = seeds_main if n == 3 else seeds_rest
-            if seed < n and (not only or method in only):
-                runs.append((method, seed))
+        rows = [
+            method
+            for method, (_, _, n) in METHODS.items()
+            if seed < (seeds_main if n == 3 else seeds_rest)
+            and (not only or method in only)
+        ]
+        needed = {stage1_of(m) for m in rows} | {"english-only"} | set(only or ())
+        runs += [(english, seed) for english in ENGLISH if english in needed]
+        runs += [(method, seed) for method in rows]
     return runs
 
 
@@ -91,10 +114,11 @@ def command(method, seed, args, budget):
         "--preset", args.preset, "--data-dir", args.data_dir, "--aux", "el,ur",
         "--seed", str(seed), "--output-dir", str(out), *budget["common"], *budget["en"],
     ]  # fmt: skip
-    if method == "english-only":
-        return [sys.executable, "-m", "trainers.finetune", *common, "--aux", ""], out
+    if method in ENGLISH:
+        cmd = [sys.executable, "-m", "trainers.finetune", *common, "--aux", ""]
+        return cmd + ENGLISH[method], out
     trainer, extra, _ = METHODS[method]
-    stage1 = pathlib.Path(args.work_dir) / f"english-only-seed{seed}"
+    stage1 = pathlib.Path(args.work_dir) / f"{stage1_of(method)}-seed{seed}"
     cmd = [
         sys.executable,
         "-m",
@@ -120,14 +144,16 @@ def _name_row(results_path, row):
         tmp.replace(results_path)
 
 
-def _needs_stage1(seed, runs, args):
-    """Whether a run of `seed` still to do starts from the missing English model."""
-    stage1 = pathlib.Path(args.work_dir) / f"english-only-seed{seed}" / "stage1"
+def _needs_stage1(seed, runs, args, english="english-only"):
+    """Whether a run of `seed` still to do starts from the missing English
+    model of row `english`."""
+    stage1 = pathlib.Path(args.work_dir) / f"{english}-seed{seed}" / "stage1"
     if (stage1 / "task.json").is_file():
         return False
     return any(
         s == seed
-        and m != "english-only"
+        and m not in ENGLISH
+        and stage1_of(m) == english
         and not (
             pathlib.Path(args.results_dir) / f"{m}-seed{s}" / RESULTS_JSON
         ).is_file()
@@ -156,7 +182,7 @@ def table(results_dir, baseline="finetune"):
     ]
     if not runs:
         return "(no finished runs yet)\n"
-    order = ["english-only", *METHODS]
+    order = [*ENGLISH, *METHODS]
     runs.sort(
         key=lambda r: (
             order.index(r["method"]) if r["method"] in order else 99,
@@ -194,7 +220,7 @@ def check_args(args):
         if value < 0:
             problems.append(f"{flag} {value}: must be >= 0")
     unknown = sorted(
-        set((args.only or "").split(",")) - set(METHODS) - {"", "english-only"}
+        set((args.only or "").split(",")) - set(METHODS) - set(ENGLISH) - {""}
     )
     if unknown:
         problems.append(
@@ -244,6 +270,11 @@ def main(argv=None):
         "--table", action="store_true", help="Print the summary table and exit."
     )
     parser.add_argument(
+        "--baseline",
+        default="finetune",
+        help="The row the table's p-values pair every other row with.",
+    )
+    parser.add_argument(
         "--dry-run",
         action="store_true",
         help="Print the commands only (the preset and data are not checked).",
@@ -255,7 +286,7 @@ def main(argv=None):
     if argv is None:
         cli.install_excepthook(parser.prog, debug=args.log_level == "DEBUG")
     if args.table:
-        print(table(args.results_dir))
+        print(table(args.results_dir, args.baseline))
         return 0
     problems = check_args(args)
     if problems:
@@ -265,7 +296,7 @@ def main(argv=None):
     for method, seed in runs:
         done = pathlib.Path(args.results_dir) / f"{method}-seed{seed}"
         if (done / RESULTS_JSON).is_file():
-            if method != "english-only" or not _needs_stage1(seed, runs, args):
+            if method not in ENGLISH or not _needs_stage1(seed, runs, args, method):
                 continue
             # Finished before, but its English model (not committed) is gone
             # and other runs of this seed start from it: train it again, and

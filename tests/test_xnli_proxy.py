@@ -12,7 +12,7 @@ from trainers.reporting import compare
 def test_plan_is_seed_major_with_the_english_model_first():
     runs = xnli_proxy.plan(3, 2, None)
     assert runs[0] == ("english-only", 0)
-    assert runs[1:12] == [
+    assert runs[2:14] == [
         (m, 0)
         for m in (
             "finetune",
@@ -26,24 +26,38 @@ def test_plan_is_seed_major_with_the_english_model_first():
             "finetune-lr5e-05",
             "meta-paper-100",
             "meta-exp-exact-100",
+            "finetune-fast",
         )
     ]
-    assert runs[24:] == [
+    assert runs[1] == ("english-only-fast", 0)
+    assert runs[28:] == [
         ("english-only", 2),
+        ("english-only-fast", 2),
         ("finetune", 2),
         ("meta", 2),
         ("finetune-lr3e-05", 2),
         ("finetune-lr5e-05", 2),
         ("meta-paper-100", 2),
         ("meta-exp-exact-100", 2),
+        ("finetune-fast", 2),
     ]
-    assert len(runs) == 3 + 6 * 3 + 5 * 2
+    assert len(runs) == 3 * 2 + 7 * 3 + 5 * 2
     assert xnli_proxy.plan(3, 2, {"meta-joint"}) == [
         ("english-only", 0),
         ("meta-joint", 0),
         ("english-only", 1),
         ("meta-joint", 1),
         ("english-only", 2),
+    ]
+    # A fast row starts from the fast English model, which runs only for it.
+    assert xnli_proxy.plan(3, 2, {"finetune-fast"})[:3] == [
+        ("english-only", 0),
+        ("english-only-fast", 0),
+        ("finetune-fast", 0),
+    ]
+    assert xnli_proxy.plan(1, 0, {"english-only-fast"}) == [
+        ("english-only", 0),
+        ("english-only-fast", 0),
     ]
 
 
@@ -61,6 +75,15 @@ def test_commands_share_the_seed_english_model(tmp_path):
     assert cmd[cmd.index("--seed") + 1] == "1"
     cmd, _ = xnli_proxy.command("english-only", 1, args, xnli_proxy.BUDGET)
     assert cmd[-2:] == ["--aux", ""] and "--init-from" not in cmd
+    fast = ["--precision", "mixed_bfloat16", "--group-by-length"]
+    cmd, out = xnli_proxy.command("english-only-fast", 2, args, xnli_proxy.BUDGET)
+    assert out == tmp_path / "english-only-fast-seed2"
+    assert cmd[-5:] == ["--aux", "", *fast] and "--init-from" not in cmd
+    cmd, _ = xnli_proxy.command("finetune-fast", 2, args, xnli_proxy.BUDGET)
+    assert cmd[1:3] == ["-m", "trainers.finetune"] and cmd[-3:] == fast
+    assert cmd[cmd.index("--init-from") + 1] == str(
+        tmp_path / "english-only-fast-seed2"
+    )
 
 
 def _result(method, seed, correct, wall, resumed=False):
@@ -151,6 +174,11 @@ def test_a_missing_english_model_is_retrained_only_when_needed(tmp_path):
     stage1.mkdir(parents=True)
     (stage1 / "task.json").write_text("{}")
     assert not xnli_proxy._needs_stage1(0, runs, args)  # the model is there
+    # The fast rows start from the fast English model, and only they.
+    fast = [("english-only-fast", 0), ("finetune-fast", 0)]
+    assert not xnli_proxy._needs_stage1(0, runs + fast, args)
+    assert xnli_proxy._needs_stage1(0, runs + fast, args, "english-only-fast")
+    assert not xnli_proxy._needs_stage1(0, runs, args, "english-only-fast")
 
 
 def test_reproduction_check_compares_every_example(tmp_path):
