@@ -7,6 +7,7 @@ Usage:
 import sys
 
 from keras_metaopt import cli
+from serving.export.precision import DEFAULT_ATOL, DEFAULT_FLOAT32_ATOL, PRECISIONS
 
 PROG = "python -m serving.export"
 
@@ -49,9 +50,10 @@ def build_parser():
     parser.add_argument(
         "--atol",
         type=float,
-        default=1e-5,
         help="largest allowed absolute difference between reloaded and in-memory "
-        "probabilities",
+        "probabilities (default: "
+        + ", ".join(f"{v:g} in {k}" for k, v in DEFAULT_ATOL.items())
+        + ")",
     )
     parser.add_argument(
         "--jit-compile",
@@ -67,6 +69,23 @@ def build_parser():
         help="round each batch's length up to a multiple of this (bounds how "
         "often XLA compiles); default: 8 with --jit-compile, else 1",
     )
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="float32",
+        help="Keras dtype policy the exported model computes in: "
+        "mixed_bfloat16 runs the layers in bfloat16 (weights stay float32), "
+        "faster on CPUs with AVX512_BF16; its probabilities are checked "
+        "against the float32 model (--float32-atol), see BENCHMARKS.md",
+    )
+    parser.add_argument(
+        "--float32-atol",
+        type=float,
+        default=DEFAULT_FLOAT32_ATOL,
+        help="with --precision mixed_bfloat16: largest allowed absolute "
+        "difference between the export's probabilities and the float32 "
+        "model's on the check pairs",
+    )
     cli.add_log_level_flag(parser)
     return parser
 
@@ -74,20 +93,21 @@ def build_parser():
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     cli.configure_logging(args.log_level)
-    cli.import_tensorflow()
-    from keras_metaopt.data.tsv import read_pair_tsv
-    from serving.export.export_error import ExportError
-    from serving.export.exporter import Exporter
-
-    if not (args.atol >= 0):  # also NaN
-        cli.error(PROG, f"--atol {args.atol}: must be a number >= 0")
-        return cli.EXIT_BAD_INPUT
+    for flag, value in (("--atol", args.atol), ("--float32-atol", args.float32_atol)):
+        if value is not None and not (value >= 0):  # also NaN
+            cli.error(PROG, f"{flag} {value}: must be a number >= 0")
+            return cli.EXIT_BAD_INPUT
     if args.length_multiple is not None and args.length_multiple < 1:
         cli.error(
             PROG,
             f"--length-multiple {args.length_multiple}: must be an integer >= 1",
         )
         return cli.EXIT_BAD_INPUT
+    cli.import_tensorflow()  # after the flag checks: a bad flag answers at once
+    from keras_metaopt.data.tsv import read_pair_tsv
+    from serving.export.export_error import ExportError
+    from serving.export.exporter import Exporter
+
     try:
         extra = []
         if args.check_pairs:
@@ -101,6 +121,8 @@ def main(argv=None) -> int:
             extra,
             jit_compile=args.jit_compile,
             length_multiple=args.length_multiple,
+            precision=args.precision,
+            float32_atol=args.float32_atol,
         )
         path = exporter.export()
     except (ValueError, OSError) as err:  # bad input: nothing was written

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from serving.export.export_error import ExportError
+from serving.export.precision import DEFAULT_ATOL, DEFAULT_FLOAT32_ATOL, PRECISIONS
 from serving.export.run_dir import RunDir
 from serving.export.serving_module import ServingModule
 from serving.saved_model_layout import (
@@ -63,7 +64,9 @@ class Exporter:
 
     The SavedModel is written under a hidden temporary name next to the target,
     reloaded with ``tf.saved_model.load`` and compared with the in-memory model on
-    the check pairs (tokens must match exactly, probabilities within ``atol``);
+    the check pairs (tokens must match exactly, probabilities within ``atol``,
+    by default ``DEFAULT_ATOL[precision]``; a bfloat16 export is also compared
+    with the run's model computed in float32, within ``float32_atol``);
     only then is it renamed into place, so a polling server never sees a
     half-written or unverified version.
 
@@ -77,11 +80,18 @@ class Exporter:
         run_dir,
         out,
         model_name: str = "nli",
-        atol: float = 1e-5,
+        atol: float | None = None,
         check_pairs: list[tuple[str, str]] | None = None,
         jit_compile: bool = False,
         length_multiple: int | None = None,
+        precision: str = "float32",
+        float32_atol: float = DEFAULT_FLOAT32_ATOL,
     ):
+        if precision not in PRECISIONS:
+            raise ValueError(
+                f"precision {precision!r}: an export computes in one of "
+                f"{', '.join(PRECISIONS)}"
+            )
         if length_multiple is None:
             length_multiple = DEFAULT_JIT_LENGTH_MULTIPLE if jit_compile else 1
         if length_multiple < 1:
@@ -90,11 +100,13 @@ class Exporter:
             )
         self.jit_compile = bool(jit_compile)
         self.length_multiple = int(length_multiple)
+        self.precision = precision
+        self.float32_atol = float32_atol
         self.run = RunDir(run_dir)
         self.out = Path(out)
         self.base, self.version = parse_version_dir(self.out)
         self.model_name = model_name
-        self.atol = atol
+        self.atol = DEFAULT_ATOL[precision] if atol is None else atol
         self.check_pairs = list(CHECK_PAIRS) + list(check_pairs or [])
         self.report: dict = {}
 
@@ -119,8 +131,8 @@ class Exporter:
     def _export(self) -> Path:
         import tensorflow as tf
 
-        log.info("loading classifier from %s", self.run.model_path)
-        classifier = self.run.load_classifier()
+        log.info("loading classifier from %s (%s)", self.run.model_path, self.precision)
+        classifier = self.run.load_classifier(dtype=self.precision)
         metadata = self._metadata(classifier)
         module = ServingModule(
             classifier,
@@ -188,6 +200,7 @@ class Exporter:
                 "scores",
             },
             "inference": {
+                "precision": self.precision,
                 "jit_compile": self.jit_compile,
                 "length_multiple": self.length_multiple,
                 "batch_bucketing": "power_of_two" if self.jit_compile else "none",
@@ -369,6 +382,9 @@ class Exporter:
             )
         if json.loads(loaded.metadata_json.numpy().decode()) != metadata:
             raise ExportError("metadata_json in the graph differs from the metadata")
+        float32 = {}
+        if self.precision != "float32":
+            float32 = self._compare_with_float32(probs)
 
         warmup = Path(path) / ASSETS_EXTRA / WARMUP_FILE
         count = 0
@@ -380,9 +396,36 @@ class Exporter:
             "max_diff": max(diffs.values()),
             "diffs": diffs,
             "warmup_records": count,
+            **float32,
         }
         log.info("export check passed: %s", self.report)
         return self.report
+
+    def _compare_with_float32(self, probs) -> dict:
+        """How far the export's in-memory model (``probs``, computed in
+        ``self.precision``) is from the run's model computed in float32 on the
+        check pairs; raises ExportError beyond ``float32_atol``."""
+        premises = [p for p, _ in self.check_pairs]
+        hypotheses = [h for _, h in self.check_pairs]
+        _, want = self._reference(
+            self.run.load_classifier(dtype="float32"), premises, hypotheses
+        )
+        diff = np.abs(probs - want).max(axis=1)
+        if diff.max() > self.float32_atol:
+            i = int(diff.argmax())
+            raise ExportError(
+                f"{self.precision}: probabilities of pair {i} "
+                f"{self.check_pairs[i]!r} differ from the float32 model by "
+                f"{diff[i]:.3g} > {self.float32_atol:g} (--float32-atol):\n"
+                f"  {self.precision}: {probs[i].tolist()}\n"
+                f"  float32: {want[i].tolist()}"
+            )
+        return {
+            "float32_max_diff": float(diff.max()),
+            "float32_label_agreement": float(
+                np.mean(probs.argmax(axis=1) == want.argmax(axis=1))
+            ),
+        }
 
     def _compare(self, name, out, probs, labels) -> float:
         got = out["probabilities"].numpy()

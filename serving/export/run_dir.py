@@ -75,8 +75,11 @@ class RunDir:
             raise ValueError(f"{path} must hold a JSON object")
         return data
 
-    def load_classifier(self):
+    def load_classifier(self, dtype=None):
         """Load the keras-hub ``TextClassifier`` (with its preprocessor) from the run.
+
+        ``dtype``: a Keras dtype policy name for the layers (e.g.
+        ``"mixed_bfloat16"``; the weights stay float32); None: the preset's.
 
         Raises ValueError when the preset has no preprocessor or when its
         ``sequence_length`` differs from the one recorded in ``run.json``.
@@ -85,7 +88,9 @@ class RunDir:
 
         import keras_metaopt.models  # noqa: F401  (registers presets' custom tokenizers)
 
-        classifier = keras_hub.models.TextClassifier.from_preset(str(self.model_path))
+        classifier = keras_hub.models.TextClassifier.from_preset(
+            str(self.model_path), **({"dtype": dtype} if dtype else {})
+        )
         pre = classifier.preprocessor
         if pre is None:
             raise ValueError(f"{self.model_path} holds no preprocessor")

@@ -30,6 +30,7 @@ def test_metadata_records_the_inference_settings(jit_base, model_base):
         (jit_base / "1" / "assets.extra" / "keras_metaopt.json").read_text()
     )
     assert meta["inference"] == {
+        "precision": "float32",
         "jit_compile": True,
         "length_multiple": 8,
         "batch_bucketing": "power_of_two",
@@ -38,6 +39,7 @@ def test_metadata_records_the_inference_settings(jit_base, model_base):
         (model_base / "1" / "assets.extra" / "keras_metaopt.json").read_text()
     )
     assert plain["inference"] == {
+        "precision": "float32",
         "jit_compile": False,
         "length_multiple": 1,
         "batch_bucketing": "none",
