@@ -25,6 +25,7 @@ COMMANDS = {
     "serving.server": ["--port", "http"],
     "serving.client": ["--timeout", "soon"],
     "tools.make_tiny_preset": ["--data-dir", "x", "--out", "y", "--seed", "one"],
+    "benchmarks.xnli_proxy": ["--seeds-main", "three"],
 }
 
 

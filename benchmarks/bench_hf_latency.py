@@ -1,7 +1,8 @@
 """Single-pair latency against Hugging Face transformers + PyTorch (prints figures).
 
-Exports an encoder preset (random 3-class head) twice, as ``serving.export``
-does by default and with ``--jit-compile``, and times single XNLI dev pairs
+Exports an encoder preset (random 3-class head) four times, as
+``serving.export`` does by default, with ``--jit-compile``, with ``--precision
+mixed_bfloat16`` and with both, and times single XNLI dev pairs
 (real lengths, every language) through each SavedModel's ``serving_default``
 in this process. Beside them, in a child process of another Python (a venv
 with ``torch`` and ``transformers``, which this project does not depend on),
@@ -33,6 +34,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from keras_metaopt import cli  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+# The exports timed: (setup name, --jit-compile, --precision).
+EXPORTS = (
+    ("keras-metaopt export", False, "float32"),
+    ("--jit-compile", True, "float32"),
+    ("--precision mixed_bfloat16", False, "mixed_bfloat16"),
+    ("--precision mixed_bfloat16 --jit-compile", True, "mixed_bfloat16"),
+)
 log = logging.getLogger("bench_hf_latency")
 
 
@@ -169,13 +177,17 @@ def main(argv=None) -> int:
         }
         fns, lengths = {}, None
         multiple = args.length_multiple
-        for name, jit in (("keras-metaopt export", False), ("--jit-compile", True)):
+        for name, jit, precision in EXPORTS:
             tag = f"jit-m{multiple or 'default'}" if jit else "plain"
-            out = work / tag / "1"
+            out = work / f"{tag}-{precision}" / "1"
             if not out.exists():
                 started = time.monotonic()
                 Exporter(
-                    run, out, jit_compile=jit, length_multiple=multiple if jit else None
+                    run,
+                    out,
+                    jit_compile=jit,
+                    length_multiple=multiple if jit else None,
+                    precision=precision,
                 ).export()
                 log.info("exported %s in %.0fs", name, time.monotonic() - started)
             loaded = tf.saved_model.load(str(out))
@@ -193,7 +205,10 @@ def main(argv=None) -> int:
             fn(premise=p_all, hypothesis=h_all)["probabilities"].numpy()
             for _, fn in fns.values()
         ]
-        diff = float(np.abs(probs[0] - probs[1]).max())
+        diffs = {
+            name: float(np.abs(probs[0] - other).max())
+            for name, other in zip(list(fns)[1:], probs[1:], strict=True)
+        }
 
         def ours(fn):
             def call(p, h):
@@ -244,7 +259,10 @@ def main(argv=None) -> int:
         f"max {int(lengths.max())}; same packed length on the HF side for "
         f"{same_length} of {len(pairs)}"
     )
-    print(f"max |p_default - p_jit| = {diff:.3g}")
+    print(
+        "max |p_default - p| on these pairs: "
+        + ", ".join(f"{name} {d:.3g}" for name, d in diffs.items())
+    )
     print(
         f"HF: torch {worker.info['torch']}, transformers "
         f"{worker.info['transformers']}, {worker.info['threads']} threads; "
@@ -260,7 +278,7 @@ def main(argv=None) -> int:
     if args.json:
         Path(args.json).write_text(
             json.dumps(
-                {"max_diff": diff, "hf": worker.info, "results": results}, indent=1
+                {"max_diff": diffs, "hf": worker.info, "results": results}, indent=1
             )
             + "\n"
         )

@@ -14,7 +14,6 @@ and an interrupted run resumes from its checkpoints, so the benchmark can be
 continued across sessions. `--table` prints the Table-1-style summary.
 """
 
-import argparse
 import json
 import logging
 import pathlib
@@ -25,9 +24,9 @@ import time
 
 from keras_metaopt import cli
 from keras_metaopt.formats import META_STATS_JSON, RATES_JSON, RESULTS_JSON
-from tools.plot_rates import plot_rates
-from trainers import validate
-from trainers.reporting import compare, results_table
+
+# trainers.validate and trainers.reporting bring TensorFlow in: they are
+# imported where used, so that --help and a bad flag answer at once.
 
 # Issue 11: a meta budget in which φ can move: 100 φ updates (the paper trains
 # φ over 10 epochs with L = 15, i.e. hundreds of updates) instead of 12, at
@@ -176,6 +175,8 @@ def _check_reproduced(new_dir, committed_dir):
 
 
 def table(results_dir, baseline="finetune"):
+    from trainers.reporting import compare, results_table
+
     runs = [
         json.loads(p.read_text())
         for p in sorted(pathlib.Path(results_dir).glob("*/results.json"))
@@ -229,6 +230,8 @@ def check_args(args):
         )
     if args.dry_run:  # only prints the commands: the inputs need not exist yet
         return problems
+    from trainers import validate
+
     problem, _ = validate.check_preset("--preset", args.preset)
     problems += [problem] if problem else []
     problems += validate.check_data_dir(args.data_dir)
@@ -244,13 +247,15 @@ def check_args(args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.xnli_proxy",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = cli.parser("python -m benchmarks.xnli_proxy", __doc__)
+    parser.add_argument(
+        "--preset",
+        default="presets/multilingual_e5_small",
+        help="Encoder preset (tools.import_e5_small makes this one).",
     )
-    parser.add_argument("--preset", default="presets/multilingual_e5_small")
-    parser.add_argument("--data-dir", default="../shared/data/xnli")
+    parser.add_argument(
+        "--data-dir", default="../shared/data/xnli", help="XNLI TSV directory."
+    )
     parser.add_argument(
         "--work-dir", default="runs/xnli-proxy", help="Checkpoints and models."
     )
@@ -264,7 +269,9 @@ def main(argv=None):
         "--seeds-rest", type=int, default=2, help="Seeds of the other methods."
     )
     parser.add_argument(
-        "--only", help="Comma-separated methods to run (english-only always runs)."
+        "--only",
+        help="Comma-separated methods to run (english-only always runs, and "
+        "the English model a fast row starts from).",
     )
     parser.add_argument(
         "--table", action="store_true", help="Print the summary table and exit."
@@ -280,11 +287,11 @@ def main(argv=None):
         help="Print the commands only (the preset and data are not checked).",
     )
     cli.add_log_level_flag(parser)
-    cli.one_line_errors(parser)
     args = parser.parse_args(argv)
     cli.configure_logging(args.log_level)
     if argv is None:
         cli.install_excepthook(parser.prog, debug=args.log_level == "DEBUG")
+    cli.import_tensorflow()
     if args.table:
         print(table(args.results_dir, args.baseline))
         return 0
@@ -318,6 +325,8 @@ def main(argv=None):
             return code
         done.mkdir(parents=True, exist_ok=True)
         if METHODS.get(method, ("",))[0] == "meta":
+            from tools.plot_rates import plot_rates
+
             plot_rates(out)
         for name in (RESULTS_JSON, RATES_JSON, "rates.png", META_STATS_JSON):
             if (out / name).is_file():

@@ -19,21 +19,23 @@ COMMANDS = {
     "trainers.meta": "--meta-interval META_INTERVAL",
     "trainers.finetune": "--freeze-bottom K",
     "trainers.evaluate": "--bootstrap-samples BOOTSTRAP_SAMPLES",
-    "serving.export": "--atol ATOL",
+    "serving.export": "--precision {float32,mixed_bfloat16}",
     "serving.server": "--port PORT",
     "serving.client": "--timeout TIMEOUT",
     "tools.make_tiny_preset": "--vocabulary-size VOCABULARY_SIZE",
     "tools.plot_rates": "--log-level {DEBUG,INFO,WARNING,ERROR}",
+    "benchmarks.xnli_proxy": "--seeds-rest SEEDS_REST",
 }
 DEFAULTS = {
     "trainers.meta": "(default: 15)",
     "trainers.finetune": "(default: 0)",
     "trainers.evaluate": "(default: 10000)",
-    "serving.export": "(default: 1e-05)",
+    "serving.export": "(default: float32)",
     "serving.server": "(default: 8500)",
     "serving.client": "(default: 30.0)",
     "tools.make_tiny_preset": "(default: 3000)",
     "tools.plot_rates": "(default: INFO)",
+    "benchmarks.xnli_proxy": "(default: 2)",
 }
 HEAVY = ("tensorflow", "keras", "keras_hub", "numpy")
 
