@@ -17,6 +17,7 @@ continued across sessions. `--table` prints the Table-1-style summary.
 import json
 import logging
 import pathlib
+import shlex
 import shutil
 import subprocess
 import sys
@@ -28,40 +29,43 @@ from keras_metaopt.formats import META_STATS_JSON, RATES_JSON, RESULTS_JSON
 # trainers.validate and trainers.reporting bring TensorFlow in: they are
 # imported where used, so that --help and a bad flag answer at once.
 
+# Every command is built from one dict of flags (flag: value; True for a
+# switch), so that no flag is given twice and none is overridden unseen.
+
 # Issue 11: a meta budget in which φ can move: 100 φ updates (the paper trains
 # φ over 10 epochs with L = 15, i.e. hundreds of updates) instead of 12, at
 # φ's Adam lr 0.05, so that φ can travel up to 5 from its start.
-LONG_META = ["--rounds", "10", "--meta-updates-per-round", "10"]
+LONG_META = {"--rounds": 10, "--meta-updates-per-round": 10}
 # Issue 23: the fast settings (layers computed in bfloat16, batches grouped by
 # length and padded to their own longest pair). Rows are compared only when run
 # with the same precision and batching, so the fast ones are rows of their own,
 # each starting from an English model trained with the same settings.
-FAST = ["--precision", "mixed_bfloat16", "--group-by-length"]
+FAST = {"--precision": "mixed_bfloat16", "--group-by-length": True}
 
 # The English models (trainers.finetune without auxiliary languages): each is a
 # zero-shot row of its own and the start (`--init-from`) of the rows of its seed.
-ENGLISH = {"english-only": [], "english-only-fast": FAST}
+ENGLISH = {"english-only": {}, "english-only-fast": FAST}
 
-METHODS = {  # row name: (trainer, extra flags, seeds)
-    "finetune": ("finetune", [], 3),
-    "meta": ("meta", [], 3),
-    "freeze-bottom-3": ("finetune", ["--freeze-bottom", "3"], 2),
-    "freeze-bottom-6": ("finetune", ["--freeze-bottom", "6"], 2),
-    "layer-decay-0.9": ("finetune", ["--layer-decay", "0.9"], 2),
-    "meta-shared": ("meta", ["--rates", "shared"], 2),
-    "meta-joint": ("meta", ["--meta", "joint"], 2),
+METHODS = {  # row name: (trainer, its flags, seeds)
+    "finetune": ("finetune", {}, 3),
+    "meta": ("meta", {}, 3),
+    "freeze-bottom-3": ("finetune", {"--freeze-bottom": 3}, 2),
+    "freeze-bottom-6": ("finetune", {"--freeze-bottom": 6}, 2),
+    "layer-decay-0.9": ("finetune", {"--layer-decay": 0.9}, 2),
+    "meta-shared": ("meta", {"--rates": "shared"}, 2),
+    "meta-joint": ("meta", {"--meta": "joint"}, 2),
     # The strongest baseline: plain fine-tuning with its learning rate tuned on
     # the same evaluation rows as every other method (issue 11).
-    "finetune-lr3e-05": ("finetune", ["--learning-rate", "3e-5"], 3),
-    "finetune-lr5e-05": ("finetune", ["--learning-rate", "5e-5"], 3),
+    "finetune-lr3e-05": ("finetune", {"--learning-rate": "3e-5"}, 3),
+    "finetune-lr5e-05": ("finetune", {"--learning-rate": "5e-5"}, 3),
     # The paper's literal Algorithm 1 (rounds from the pretrained encoder with
     # a fresh head), first-order, with φ updates enough to move.
-    "meta-paper-100": ("meta", ["--meta-init", "pretrained", *LONG_META], 3),
+    "meta-paper-100": ("meta", {"--meta-init": "pretrained", **LONG_META}, 3),
     # λ = exp(φ) from φ = 0 (plain fine-tuning), the exact meta-gradient.
     "meta-exp-exact-100": (
         "meta",
-        ["--rates-param", "exp", "--initial-phi", "0", "--meta-gradient", "exact"]
-        + ["--state-every", "4", *LONG_META],
+        {"--rates-param": "exp", "--initial-phi": 0, "--meta-gradient": "exact"}
+        | {"--state-every": 4, **LONG_META},
         3,
     ),
     "finetune-fast": ("finetune", FAST, 3),
@@ -70,17 +74,10 @@ METHODS = {  # row name: (trainer, extra flags, seeds)
 STAGE1 = {"finetune-fast": "english-only-fast"}
 # Sized so that one method x one seed takes about 20 minutes on a 2-core CPU.
 BUDGET = {
-    "common": [
-        "--sequence-length",
-        "64",
-        "--batch-size",
-        "32",
-        "--checkpoint-every",
-        "60",
-    ],  # fmt: skip
-    "en": ["--en-steps", "300"],
-    "aux": ["--aux-epochs", "2"],
-    "meta": ["--rounds", "4", "--meta-updates-per-round", "3", "--meta-interval", "15"],
+    "common": {"--sequence-length": 64, "--batch-size": 32, "--checkpoint-every": 60},
+    "en": {"--en-steps": 300},
+    "aux": {"--aux-epochs": 2},
+    "meta": {"--rounds": 4, "--meta-updates-per-round": 3, "--meta-interval": 15},
 }
 
 
@@ -108,39 +105,42 @@ def plan(seeds_main, seeds_rest, only):
 
 
 def command(method, seed, args, budget):
+    """The command line of row `method`, seed `seed`, and its run directory.
+
+    Its flags are one dict: the shared ones, then the budget, then the row's
+    own, a later part replacing an earlier value (the English rows' `--aux ""`,
+    the long meta budget's `--rounds`); `--method-name` names the run as the
+    row, so results.json needs no renaming.
+    """
     out = pathlib.Path(args.work_dir) / f"{method}-seed{seed}"
-    common = [
-        "--preset", args.preset, "--data-dir", args.data_dir, "--aux", "el,ur",
-        "--seed", str(seed), "--output-dir", str(out), *budget["common"], *budget["en"],
-    ]  # fmt: skip
+    flags = {
+        "--preset": args.preset,
+        "--data-dir": args.data_dir,
+        "--aux": "el,ur",
+        "--seed": seed,
+        "--output-dir": str(out),
+        **budget["common"],
+        **budget["en"],
+    }
     if method in ENGLISH:
-        cmd = [sys.executable, "-m", "trainers.finetune", *common, "--aux", ""]
-        return cmd + ENGLISH[method], out
-    trainer, extra, _ = METHODS[method]
-    stage1 = pathlib.Path(args.work_dir) / f"{stage1_of(method)}-seed{seed}"
-    cmd = [
-        sys.executable,
-        "-m",
-        f"trainers.{trainer}",
-        *common,
-        "--init-from",
-        str(stage1),
-    ]
-    cmd += budget["aux"] + (budget["meta"] if trainer == "meta" else []) + extra
-    return cmd, out
+        trainer = "finetune"
+        flags |= {"--aux": "", **ENGLISH[method]}
+    else:
+        trainer, extra, _ = METHODS[method]
+        stage1 = pathlib.Path(args.work_dir) / f"{stage1_of(method)}-seed{seed}"
+        flags |= {"--init-from": str(stage1), **budget["aux"]}
+        flags |= {**(budget["meta"] if trainer == "meta" else {}), **extra}
+    flags["--method-name"] = method
+    return [sys.executable, "-m", f"trainers.{trainer}", *argv_of(flags)], out
 
 
-def _name_row(results_path, row):
-    """Names the result by its benchmark row (the trainer's own name, which
-    does not show budget flags such as the number of φ updates, is kept as
-    `trainer_method`)."""
-    payload = json.loads(results_path.read_text())
-    if payload.get("method") != row:
-        payload.setdefault("trainer_method", payload.get("method"))
-        payload["method"] = row
-        tmp = results_path.with_name(results_path.name + ".tmp")
-        tmp.write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
-        tmp.replace(results_path)
+def argv_of(flags):
+    """`{"--seed": 1, "--group-by-length": True}` -> `["--seed", "1",
+    "--group-by-length"]` (True: a switch)."""
+    argv = []
+    for flag, value in flags.items():
+        argv += [flag] if value is True else [flag, str(value)]
+    return argv
 
 
 def _needs_stage1(seed, runs, args, english="english-only"):
@@ -310,7 +310,7 @@ def main(argv=None):
             # check that it reproduces the committed results.
             done = pathlib.Path(args.work_dir) / "reproduced" / f"{method}-seed{seed}"
         cmd, out = command(method, seed, args, BUDGET)
-        logging.info("%s seed %d: %s", method, seed, " ".join(cmd))
+        logging.info("%s seed %d: %s", method, seed, shlex.join(cmd))
         if args.dry_run:
             continue
         start = time.time()
@@ -331,7 +331,6 @@ def main(argv=None):
         for name in (RESULTS_JSON, RATES_JSON, "rates.png", META_STATS_JSON):
             if (out / name).is_file():
                 shutil.copy(out / name, done / name)
-        _name_row(done / RESULTS_JSON, method)
         # Checkpoints take ~1 GB a run; the models stay.
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
         logging.info(

@@ -151,6 +151,8 @@ CORPUS = [
     ),
     ("meta", ["--precision", "float16"], ["argument --precision: invalid choice"]),
     ("meta", ["--batch-size", "0"], ["--batch-size 0: must be >= 1"]),
+    ("finetune", ["--method-name", "a/b"], ["--method-name a/b: must be a non-empty"]),
+    ("meta", ["--method-name", ""], ["--method-name : must be a non-empty name"]),
     ("meta", ["--learning-rate", "nan"], ["--learning-rate nan: must be a number > 0"]),
     ("meta", ["--meta-lr", "0"], ["--meta-lr 0.0: must be a number > 0"]),
     ("meta", ["--initial-phi", "abc"], ["--initial-phi abc: must be 'random' or a"]),

@@ -61,6 +61,19 @@ def test_plan_is_seed_major_with_the_english_model_first():
     ]
 
 
+def _flags(cmd):
+    """A command's flags as a dict, checking that none is given twice."""
+    flags, i = {}, 3
+    while i < len(cmd):
+        value = True
+        if i + 1 < len(cmd) and not cmd[i + 1].startswith("--"):
+            value = cmd[i + 1]
+        assert cmd[i] not in flags, f"{cmd[i]} twice in {cmd}"
+        flags[cmd[i]] = value
+        i += 1 if value is True else 2
+    return flags
+
+
 def test_commands_share_the_seed_english_model(tmp_path):
     args = type(
         "Args",
@@ -70,20 +83,49 @@ def test_commands_share_the_seed_english_model(tmp_path):
     cmd, out = xnli_proxy.command("meta-shared", 1, args, xnli_proxy.BUDGET)
     assert out == tmp_path / "meta-shared-seed1"
     assert cmd[1:3] == ["-m", "trainers.meta"]
-    assert cmd[cmd.index("--init-from") + 1] == str(tmp_path / "english-only-seed1")
-    assert cmd[cmd.index("--rates") + 1] == "shared"
-    assert cmd[cmd.index("--seed") + 1] == "1"
+    flags = _flags(cmd)
+    assert flags["--init-from"] == str(tmp_path / "english-only-seed1")
+    assert flags["--rates"] == "shared" and flags["--seed"] == "1"
+    assert flags["--method-name"] == "meta-shared"
     cmd, _ = xnli_proxy.command("english-only", 1, args, xnli_proxy.BUDGET)
-    assert cmd[-2:] == ["--aux", ""] and "--init-from" not in cmd
-    fast = ["--precision", "mixed_bfloat16", "--group-by-length"]
+    flags = _flags(cmd)
+    assert flags["--aux"] == "" and "--init-from" not in flags
+    assert flags["--method-name"] == "english-only"
     cmd, out = xnli_proxy.command("english-only-fast", 2, args, xnli_proxy.BUDGET)
     assert out == tmp_path / "english-only-fast-seed2"
-    assert cmd[-5:] == ["--aux", "", *fast] and "--init-from" not in cmd
+    flags = _flags(cmd)
+    assert flags["--aux"] == "" and "--init-from" not in flags
+    assert flags["--precision"] == "mixed_bfloat16"
+    assert flags["--group-by-length"] is True
     cmd, _ = xnli_proxy.command("finetune-fast", 2, args, xnli_proxy.BUDGET)
-    assert cmd[1:3] == ["-m", "trainers.finetune"] and cmd[-3:] == fast
-    assert cmd[cmd.index("--init-from") + 1] == str(
-        tmp_path / "english-only-fast-seed2"
-    )
+    flags = _flags(cmd)
+    assert cmd[1:3] == ["-m", "trainers.finetune"]
+    assert flags["--init-from"] == str(tmp_path / "english-only-fast-seed2")
+    assert flags["--precision"] == "mixed_bfloat16" and "--group-by-length" in flags
+
+
+def test_a_row_budget_replaces_the_common_one_and_no_flag_is_given_twice(tmp_path):
+    args = type("Args", (), {"work_dir": str(tmp_path), "preset": "P", "data_dir": "D"})
+    for method in ["english-only", "english-only-fast", *xnli_proxy.METHODS]:
+        flags = _flags(xnli_proxy.command(method, 0, args, xnli_proxy.BUDGET)[0])
+        assert flags["--method-name"] == method
+    flags = _flags(xnli_proxy.command("meta-paper-100", 0, args, xnli_proxy.BUDGET)[0])
+    assert flags["--rounds"] == "10" and flags["--meta-updates-per-round"] == "10"
+    assert flags["--meta-interval"] == "15" and flags["--meta-init"] == "pretrained"
+    flags = _flags(xnli_proxy.command("meta", 0, args, xnli_proxy.BUDGET)[0])
+    assert flags["--rounds"] == "4" and flags["--meta-updates-per-round"] == "3"
+
+
+def test_every_command_parses_and_names_its_row(tmp_path):
+    """The trainers accept each command line, and name the run as the row."""
+    from trainers import finetune, meta
+
+    args = type("Args", (), {"work_dir": str(tmp_path), "preset": "P", "data_dir": "D"})
+    for method in ["english-only", "english-only-fast", *xnli_proxy.METHODS]:
+        cmd, _ = xnli_proxy.command(method, 0, args, xnli_proxy.BUDGET)
+        trainer = {"trainers.meta": meta, "trainers.finetune": finetune}[cmd[2]]
+        parsed = trainer.build_parser().parse_args(cmd[3:])
+        assert trainer.method_name(parsed) == method
 
 
 def _result(method, seed, correct, wall, resumed=False):
@@ -188,14 +230,3 @@ def test_reproduction_check_compares_every_example(tmp_path):
         (tmp_path / name / "results.json").write_text(json.dumps(payload))
     assert xnli_proxy._check_reproduced(tmp_path / "new", tmp_path / "old")
     assert not xnli_proxy._check_reproduced(tmp_path / "other", tmp_path / "old")
-
-
-def test_a_result_is_named_by_its_benchmark_row(tmp_path):
-    path = tmp_path / "results.json"
-    path.write_text(json.dumps({"method": "meta-pretrained-init", "seed": 0}))
-    xnli_proxy._name_row(path, "meta-paper-100")
-    payload = json.loads(path.read_text())
-    assert payload["method"] == "meta-paper-100"
-    assert payload["trainer_method"] == "meta-pretrained-init"
-    xnli_proxy._name_row(path, "meta-paper-100")  # idempotent
-    assert json.loads(path.read_text()) == payload

@@ -30,6 +30,8 @@ def build_parser():
 
 
 def method_name(args):
+    if args.method_name:
+        return args.method_name
     if not [x for x in args.aux.split(",") if x]:
         return "english-only" + learning_rate_suffix(args)
     if args.freeze_bottom:

@@ -35,6 +35,12 @@ def add_common_flags(parser):
         help="Seed of weights init, shuffling, held-out picks.",
     )
     g.add_argument(
+        "--method-name",
+        metavar="NAME",
+        help="The method's name in results.json and the tables (default: from "
+        "the flags, e.g. finetune, english-only, meta-shared).",
+    )
+    g.add_argument(
         "--strategy",
         choices=["auto", "default", "mirrored", "multiworker"],
         default="auto",
@@ -58,7 +64,7 @@ def add_common_flags(parser):
         help="trainers: start afresh in an --output-dir that holds a run (its "
         "models, checkpoints and results are deleted). Without it, a rerun must "
         "have the run's settings (only --log-every, --checkpoint-every, "
-        "--log-level may differ) and resumes it.",
+        "--state-every, --method-name, --log-level may differ) and resumes it.",
     )
     cli.add_log_level_flag(g)
     g = parser.add_argument_group("model")

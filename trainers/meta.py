@@ -31,6 +31,8 @@ def build_parser():
 
 
 def method_name(args):
+    if args.method_name:
+        return args.method_name
     name = "meta"
     if args.rates == "shared":
         name += "-shared"

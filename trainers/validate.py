@@ -51,6 +51,7 @@ RESUME_SAFE = frozenset(
         "log_every",
         "checkpoint_every",
         "state_every",
+        "method_name",  # a label: the results are the same
     }
 )
 # Path flags: equal when they are the same string or name the same place.
@@ -104,6 +105,10 @@ RANGES = {
     "meta_clipnorm": (lambda x: math.isfinite(x) and x > 0, "a number > 0"),
     "freeze_bottom": (lambda x: x >= 0, ">= 0"),
     "layer_decay": (lambda x: 0 < x <= 1, "in (0, 1]"),
+    "method_name": (
+        lambda x: x.strip() == x and x and "/" not in x and x.isprintable(),
+        "a non-empty name without '/', surrounding spaces or control characters",
+    ),
 }
 SPLIT_FLAGS = {
     "en_split": "--en-split",
