@@ -1,48 +1,21 @@
-"""What the probes share: their command line, their start, and the held-out set.
+"""What the probes share once their command line is parsed (`probe_flags`):
+their start, the English model and the held-out set.
 
 A probe is one experiment on a seed's English model (`--init-from`), run with
 the trainers' own flags and run directory so that it measures exactly what
 `trainers.meta` would compute: the same data, batches, seeds and dropout.
 """
 
-import argparse
-
 import keras
 import tensorflow as tf
 
 from keras_metaopt import data
-from trainers.flags import add_common_flags, parse_args
 from trainers.process import setup_process
 from trainers.run import Run
 
 
-def probe_parser(prog, doc, heldout_help):
-    """The trainers' common flags plus the probe group's `--heldout` flags.
-
-    Returns `(parser, group)`; a probe adds its own flags to `group`.
-    """
-    parser = argparse.ArgumentParser(
-        prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    add_common_flags(parser)
-    group = parser.add_argument_group("probe")
-    group.add_argument("--heldout", default="ur", help="The held-out source language.")
-    group.add_argument("--heldout-examples", type=int, default=320, help=heldout_help)
-    return parser, group
-
-
-def start_probe(parser, argv, name, check=None):
-    """Parses the command line and opens the run directory of probe `name`.
-
-    `check(args)` returns a problem (a one-line string) or None; the probe
-    stops with it before any model is loaded. Returns the `Run`.
-    """
-    args = parse_args(parser, argv)
-    if not args.init_from:
-        raise SystemExit("--init-from (a run with a stage-1 English model) is needed.")
-    problem = check(args) if check else None
-    if problem:
-        raise SystemExit(problem)
+def open_probe(args, name):
+    """The `Run` of probe `name` (its run directory and process set-up)."""
     return Run(args, name, setup_process(args))
 
 

@@ -25,6 +25,8 @@ COMMANDS = {
     "tools.make_tiny_preset": "--vocabulary-size VOCABULARY_SIZE",
     "tools.plot_rates": "--log-level {DEBUG,INFO,WARNING,ERROR}",
     "benchmarks.xnli_proxy": "--seeds-rest SEEDS_REST",
+    "probes.horizon": "--heldout-examples HELDOUT_EXAMPLES",
+    "probes.metagrad": "--epsilon EPSILON",
 }
 DEFAULTS = {
     "trainers.meta": "(default: 15)",
@@ -36,6 +38,8 @@ DEFAULTS = {
     "tools.make_tiny_preset": "(default: 3000)",
     "tools.plot_rates": "(default: INFO)",
     "benchmarks.xnli_proxy": "(default: 2)",
+    "probes.horizon": "(default: 320)",
+    "probes.metagrad": "(default: 0.25)",
 }
 HEAVY = ("tensorflow", "keras", "keras_hub", "numpy")
 
