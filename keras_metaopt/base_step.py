@@ -70,7 +70,7 @@ def check_wrappable(base):
                 f"MetaOptimizer cannot wrap {name}: it overrides `{method}`, so "
                 "reading its step one variable at a time would skip or change "
                 "what that method does. Supported: Adam, AdamW, SGD and the "
-                "other keras.optimizers listed in README."
+                "other keras.optimizers listed in docs/optimizer.md."
             )
     for attr in UNSUPPORTED_FEATURES:
         if getattr(base, attr, None):

@@ -1,8 +1,8 @@
 """What `python -m trainers.meta` runs (its flags: `trainers.meta`): stages
 1–4 of the paper's protocol (`train`) and its Algorithm 1 (`meta_train`).
 
-Algorithm 1 as this module runs it (the paper gives no code; README, "How the
-paper was read", says where it is silent). The numbers are those of the
+Algorithm 1 as this module runs it (the paper gives no code; docs/algorithm.md,
+"How the paper was read", says where it is silent). The numbers are those of the
 comments in `meta_train`:
 
     (1)  φ ← φ0 (--initial-phi); an Adam for φ (--meta-lr)
