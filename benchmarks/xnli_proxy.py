@@ -24,7 +24,15 @@ import sys
 import time
 
 from keras_metaopt import cli
-from keras_metaopt.formats import META_STATS_JSON, RATES_JSON, RESULTS_JSON
+from keras_metaopt.formats import (
+    CHECKPOINTS_DIR,
+    META_STATS_JSON,
+    RATES_JSON,
+    RATES_PNG,
+    RESULTS_JSON,
+    holds_classifier,
+    stage1_preset,
+)
 
 # trainers.validate and trainers.reporting bring TensorFlow in: they are
 # imported where used, so that --help and a bad flag answer at once.
@@ -146,8 +154,8 @@ def argv_of(flags):
 def _needs_stage1(seed, runs, args, english="english-only"):
     """Whether a run of `seed` still to do starts from the missing English
     model of row `english`."""
-    stage1 = pathlib.Path(args.work_dir) / f"{english}-seed{seed}" / "stage1"
-    if (stage1 / "task.json").is_file():
+    run_dir = pathlib.Path(args.work_dir) / f"{english}-seed{seed}"
+    if holds_classifier(stage1_preset(run_dir)):
         return False
     return any(
         s == seed
@@ -328,11 +336,11 @@ def main(argv=None):
             from tools.plot_rates import plot_rates
 
             plot_rates(out)
-        for name in (RESULTS_JSON, RATES_JSON, "rates.png", META_STATS_JSON):
+        for name in (RESULTS_JSON, RATES_JSON, RATES_PNG, META_STATS_JSON):
             if (out / name).is_file():
                 shutil.copy(out / name, done / name)
         # Checkpoints take ~1 GB a run; the models stay.
-        shutil.rmtree(out / "checkpoints", ignore_errors=True)
+        shutil.rmtree(out / CHECKPOINTS_DIR, ignore_errors=True)
         logging.info(
             "%s seed %d done in %.1f min", method, seed, (time.time() - start) / 60
         )

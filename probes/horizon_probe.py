@@ -9,6 +9,7 @@ import keras
 import numpy as np
 
 from keras_metaopt import LayerGroups, MetaOptimizer, TrainStep, cli
+from keras_metaopt.formats import PROBE_JSON, PROBE_MD
 from probes.probe_setup import heldout_loss, load_probe, open_probe
 
 logger = logging.getLogger("keras_metaopt.probes.horizon")
@@ -65,8 +66,8 @@ def run_horizon(args):
         logger.info("λ = %g: %s", rate, {h: round(v, 4) for h, v in row.items()})
     text = _format(table, horizons, start_loss, args.heldout)
     print(text)
-    (run.dir / "probe.md").write_text(text, encoding="utf-8")
-    (run.dir / "probe.json").write_text(
+    (run.dir / PROBE_MD).write_text(text, encoding="utf-8")
+    (run.dir / PROBE_JSON).write_text(
         json.dumps(
             {
                 "heldout": args.heldout,

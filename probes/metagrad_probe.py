@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from keras_metaopt import LayerGroups, MetaOptimizer, TrainStep
 from keras_metaopt.exact_meta_gradient import ExactMetaGradient
+from keras_metaopt.formats import PROBE_JSON, PROBE_MD
 from probes.probe_setup import heldout_loss, load_probe, open_probe
 
 logger = logging.getLogger("keras_metaopt.probes.metagrad")
@@ -133,8 +134,8 @@ def run_metagrad(args):
     }
     text = _format(report)
     print(text)
-    (run.dir / "probe.md").write_text(text, encoding="utf-8")
-    (run.dir / "probe.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
+    (run.dir / PROBE_MD).write_text(text, encoding="utf-8")
+    (run.dir / PROBE_JSON).write_text(json.dumps(report, indent=1), encoding="utf-8")
     return report
 
 

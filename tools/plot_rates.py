@@ -11,7 +11,7 @@ import pathlib
 import sys
 
 from keras_metaopt import cli
-from keras_metaopt.formats import RUN_JSON
+from keras_metaopt.formats import RATES_PNG, RUN_JSON, TB_DIR
 from keras_metaopt.rate_param import FORMULA, MAX_RATE
 
 # matplotlib, TensorFlow and TensorBoard load on use: `--help` answers without.
@@ -25,7 +25,7 @@ def read_rates(run_dir):
         EventAccumulator,
     )
 
-    tb = pathlib.Path(run_dir) / "tb"
+    tb = pathlib.Path(run_dir) / TB_DIR
     if not tb.is_dir():
         raise FileNotFoundError(f"{tb}: no TensorBoard directory (is {run_dir} a run?)")
     events = EventAccumulator(str(tb), size_guidance={"tensors": 0})
@@ -72,7 +72,7 @@ def plot_rates(run_dir, out=None):
 
     groups, steps, rates = read_rates(run_dir)
     param = rates_param(run_dir)
-    out = pathlib.Path(out or pathlib.Path(run_dir) / "rates.png")
+    out = pathlib.Path(out or pathlib.Path(run_dir) / RATES_PNG)
     fig, ax = plt.subplots(
         figsize=(max(6, len(steps) * 0.08 + 3), 0.35 * len(groups) + 2)
     )

@@ -5,7 +5,7 @@ English stage, the baseline's auxiliary stage, and the evaluation (`train`).
 import keras
 
 from keras_metaopt import LayerGroups, MetaOptimizer
-from keras_metaopt.formats import MODEL_DIR, RATES_JSON
+from keras_metaopt.formats import MODEL_DIR, RATES_JSON, holds_classifier
 from trainers.process import setup_process
 from trainers.run import Run, logger
 from trainers.stage_loop import train_stage
@@ -30,7 +30,7 @@ def train(args, method):
     if not run.aux:  # English only: the English model is the final one
         classifier = run.load_classifier(stage1)
         run.save_model(classifier, final)
-    elif (final / "task.json").is_file():
+    elif holds_classifier(final):
         classifier = run.load_classifier(final)
     else:
         frozen = run.frozen + tuple(

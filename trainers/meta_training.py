@@ -28,7 +28,12 @@ import numpy as np
 import tensorflow as tf
 
 from keras_metaopt import LayerGroups, MetaOptimizer, MetaStep
-from keras_metaopt.formats import META_STATS_JSON, MODEL_DIR, RATES_JSON
+from keras_metaopt.formats import (
+    META_STATS_JSON,
+    MODEL_DIR,
+    RATES_JSON,
+    holds_classifier,
+)
 from trainers.learner_init import fresh_head, pretrained_weights
 from trainers.process import setup_process
 from trainers.reporting import phi_statistics
@@ -181,7 +186,7 @@ def train(args, method):
     run = Run(args, method, setup_process(args))
     stage1 = run.english_model()
     final = run.dir / MODEL_DIR
-    if (final / "task.json").is_file():
+    if holds_classifier(final):
         return run.evaluate(run.load_classifier(final))
 
     classifier = run.load_classifier(stage1, stage="meta")

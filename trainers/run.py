@@ -23,8 +23,14 @@ from keras_metaopt.formats import (
     MODEL_DIR,
     RATES_JSON,
     RESULTS_JSON,
+    RESULTS_MD,
     RUN_COMMAND,
     RUN_JSON,
+    STAGE1_DIR,
+    TASK_JSON,
+    TB_DIR,
+    holds_classifier,
+    stage1_preset,
 )
 from trainers import validate
 from trainers.evaluation import evaluate
@@ -55,11 +61,11 @@ class Run:
         self.dir.mkdir(parents=True, exist_ok=True)
         # Work left by an earlier process: this run's wall time is partial.
         self.resumed = any(self.dir.glob("checkpoints/*/checkpoint")) or any(
-            (self.dir / x).exists() for x in ("stage1", RATES_JSON, MODEL_DIR)
+            (self.dir / x).exists() for x in (STAGE1_DIR, RATES_JSON, MODEL_DIR)
         )
         self.aux = [x for x in args.aux.split(",") if x]
         self.frozen = tuple(x for x in args.freeze.split(",") if x)
-        self.writer = tf.summary.create_file_writer(str(self.dir / "tb"))
+        self.writer = tf.summary.create_file_writer(str(self.dir / TB_DIR))
         self.started = time.time()
         settings = {
             "method": method,
@@ -87,7 +93,7 @@ class Run:
         """
         keras.utils.set_random_seed(stage_seed(self.args.seed, stage))
         with self.strategy.scope():
-            if (pathlib.Path(preset) / "task.json").is_file():
+            if holds_classifier(preset):
                 # A saved classifier: passing num_classes would make keras-hub
                 # skip its task weights and start a new, random head.
                 classifier = keras_hub.models.TextClassifier.from_preset(
@@ -116,7 +122,7 @@ class Run:
         method of a seed can share through `--init-from`.
         """
         path = self.stage1_preset()
-        if (path / "task.json").is_file():
+        if holds_classifier(path):
             return path
         classifier = self.load_classifier(self.args.preset, stage="en")
         pairs = {"en": self.pairs(self.args.en_split, "en")}
@@ -134,15 +140,13 @@ class Run:
     def stage1_preset(self):
         """Where the English model is (this run's, or --init-from's)."""
         if self.args.init_from:
-            path = pathlib.Path(self.args.init_from)
-            if (path / "stage1").is_dir():
-                path = path / "stage1"
-            if not (path / "task.json").is_file():
+            path = stage1_preset(self.args.init_from)
+            if not holds_classifier(path):
                 raise FileNotFoundError(
-                    f"--init-from {path}: no saved classifier (task.json) there."
+                    f"--init-from {path}: no saved classifier ({TASK_JSON}) there."
                 )
             return path
-        return self.dir / "stage1"
+        return self.dir / STAGE1_DIR
 
     # ---- data ----------------------------------------------------------
     def pairs(self, split, lang):
@@ -235,7 +239,7 @@ class Run:
         payload["avg_target"] = mean_accuracy(payload["accuracy"], payload["targets"])
         payload["avg_all"] = mean_accuracy(payload["accuracy"], languages)
         self.write_json(RESULTS_JSON, payload)
-        (self.dir / "results.md").write_text(results_table([payload]), encoding="utf-8")
+        (self.dir / RESULTS_MD).write_text(results_table([payload]), encoding="utf-8")
         logger.info(
             "%s: target avg %.2f, all avg %.2f",
             self.method,

@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_metaopt import TrainStep, cli
+from keras_metaopt.formats import CHECKPOINTS_DIR
 
 logger = logging.getLogger("keras_metaopt.trainers")
 
@@ -113,7 +114,7 @@ def checkpoints(run, name, model, **objects):
     rng = [v.value for v in model.variables if v.path.endswith("seed_generator_state")]
     checkpoint = tf.train.Checkpoint(model=model, dropout_rng=rng, **objects)
     manager = tf.train.CheckpointManager(
-        checkpoint, str(run.dir / "checkpoints" / name), max_to_keep=2
+        checkpoint, str(run.dir / CHECKPOINTS_DIR / name), max_to_keep=2
     )
     return checkpoint, manager
 

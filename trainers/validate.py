@@ -29,10 +29,15 @@ import tempfile
 
 from keras_metaopt import LayerGroups, data
 from keras_metaopt.formats import (
+    CHECKPOINTS_DIR,
     MODEL_DIR,
     RATES_JSON,
     RESULTS_JSON,
+    RUN_FILES,
     RUN_JSON,
+    STAGE1_DIR,
+    TASK_JSON,
+    stage1_preset,
     unfinished_run,
 )
 
@@ -60,28 +65,13 @@ PATH_FLAGS = frozenset({"data_dir", "preset", "init_from"})
 # Stages in order: the file a finished stage leaves (relative to the run
 # directory), and its checkpoint directory is checkpoints/<stage>.
 STAGE_OUTPUT = {
-    "en": "stage1/task.json",
+    "en": f"{STAGE1_DIR}/{TASK_JSON}",
     "meta": RATES_JSON,
-    "aux": f"{MODEL_DIR}/task.json",
+    "aux": f"{MODEL_DIR}/{TASK_JSON}",
 }
-# What makes a directory a run worth keeping (globs); what --overwrite removes.
-RUN_ARTIFACTS = ("stage1", MODEL_DIR, RATES_JSON, "checkpoints/*/checkpoint")
-RUN_FILES = (
-    RUN_JSON,
-    "stage1",
-    "stage1.tmp",
-    MODEL_DIR,
-    f"{MODEL_DIR}.tmp",
-    RATES_JSON,
-    "rates.png",
-    "checkpoints",
-    "tb",
-    RESULTS_JSON,
-    "results.md",
-    "probe.json",
-    "probe.md",
-    ".worker-*",
-)
+# What makes a directory a run worth keeping (globs). What --overwrite removes:
+# formats.RUN_FILES.
+RUN_ARTIFACTS = (STAGE1_DIR, MODEL_DIR, RATES_JSON, f"{CHECKPOINTS_DIR}/*/checkpoint")
 
 # flag dest: (check, what it must be). Applied when the parser has the flag
 # and its value is not None.
@@ -159,7 +149,7 @@ def check(parser, args, trainer):
         if preset is None:
             continue
         if flag == "--init-from":
-            preset = str(stage1_dir(preset))
+            preset = str(stage1_preset(preset))
         problem, found = check_preset(flag, preset, need_task=flag == "--init-from")
         if problem and flag == "--init-from" and preset == args.init_from:
             # a run directory without stage1/: its English stage is running
@@ -278,12 +268,6 @@ def check_languages(args, aux, trainer):
 
 
 # ---- presets -------------------------------------------------------------
-def stage1_dir(init_from):
-    """The preset of `--init-from`: a run directory's stage1/, or the path itself."""
-    path = pathlib.Path(init_from)
-    return path / "stage1" if (path / "stage1").is_dir() else path
-
-
 # Offline, the way to an encoder: a local preset directory.
 OFFLINE_PRESETS = (
     "without hub access, make a local preset and pass its directory: python -m "
@@ -373,9 +357,9 @@ def check_preset(flag, preset, need_task=False):
             "config (registered_name) nor a Hugging Face config (model_type)",
             facts,
         )
-    task = path / "task.json"
+    task = path / TASK_JSON
     if need_task and not task.is_file():
-        return f"{flag} {preset}: no saved classifier (task.json) there", facts
+        return f"{flag} {preset}: no saved classifier ({TASK_JSON}) there", facts
     if task.is_file():
         try:
             json.loads(task.read_text(encoding="utf-8"))
