@@ -1,15 +1,13 @@
 """A Keras optimizer that scales each layer group's update by a learned rate."""
 
-import json
-
 import keras
 import tensorflow as tf
 from keras import ops
 
 from keras_metaopt import base_step, rate_param
 from keras_metaopt.exact_meta_gradient import adam_step, check_base_optimizer
-from keras_metaopt.formats import RATES_FORMAT
 from keras_metaopt.layer_groups import LayerGroups
+from keras_metaopt.rates_file import read_rates, write_rates
 
 MODES = ("layerwise", "shared", "fixed")
 META_GRADIENTS = ("first_order", "exact")
@@ -385,52 +383,24 @@ class MetaOptimizer(keras.optimizers.Optimizer):
         return dict(zip(self.group_names, lam))
 
     def save_rates(self, path):
-        """Writes the learned rates to a small JSON file (group → λ)."""
+        """Writes the learned rates to a small JSON file (group → λ;
+        `keras_metaopt.rates_file`)."""
         phi = ops.convert_to_numpy(self.phi).tolist()
         if self.mode == "shared":
             phi = phi * len(self.group_names)
-        payload = {
-            "format": RATES_FORMAT,
-            "mode": self.mode,
-            "rates_param": self.rates_param,
-            "rates": self.rates(),
-            "phi": dict(zip(self.group_names, phi)),
-        }
-        with open(path, "w", encoding="utf-8") as f:
-            json.dump(payload, f, indent=2)
-            f.write("\n")
+        write_rates(
+            path,
+            self.rates(),
+            mode=self.mode,
+            rates_param=self.rates_param,
+            phi=dict(zip(self.group_names, phi)),
+        )
 
     @staticmethod
     def load_rates(path):
-        """Reads `{group: λ}` from a file written by `save_rates`."""
-        try:
-            with open(path, encoding="utf-8") as f:
-                payload = json.load(f)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: not a JSON rates file ({e}).") from e
-        if not isinstance(payload, dict) or payload.get("format") != RATES_FORMAT:
-            raise ValueError(
-                f"{path}: not a rates file (expected format {RATES_FORMAT})."
-            )
-        rates = payload.get("rates")
-        if not isinstance(rates, dict) or not rates:
-            raise ValueError(
-                f"{path}: 'rates' must be a non-empty {{group: rate}} map."
-            )
-        param = payload.get("rates_param", "sigmoid")
-        if param not in rate_param.RATE_PARAMS:
-            raise ValueError(
-                f"{path}: unknown rates_param {param!r}; expected one of "
-                f"{rate_param.RATE_PARAMS}."
-            )
-        top = rate_param.MAX_RATE[param]
-        for group, rate in rates.items():
-            if not isinstance(rate, (int, float)) or not 0.0 <= rate <= top:
-                raise ValueError(
-                    f"{path}: rate of '{group}' must be in [0, {top:g}] "
-                    f"(rates_param '{param}'); got {rate!r}."
-                )
-        return {g: float(r) for g, r in rates.items()}
+        """Reads `{group: λ}` from a file written by `save_rates`
+        (`keras_metaopt.rates_file.read_rates`, which checks it)."""
+        return read_rates(path).rates
 
     @property
     def variables(self):

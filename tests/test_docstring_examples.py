@@ -16,6 +16,7 @@ RUNNABLE = (
     "keras_metaopt.meta_step",
     "keras_metaopt.train_step",
     "keras_metaopt.rate_param",
+    "keras_metaopt.rates_file",
     "keras_metaopt.data.labels",
     "keras_metaopt.data.nli_pairs",
     "keras_metaopt.data.data_format_error",

@@ -386,3 +386,23 @@ def test_bad_use_fails_clearly(tmp_path):
         ValueError, match=r"rates.json: rate of 'head' must be in \[0, 1\]"
     ):
         MetaOptimizer.load_rates(bad)
+
+
+def test_one_rates_reader_for_the_trainers_and_serving(tmp_path):
+    """serving's RunDir reads rates.json through the same checks as the
+    trainers: a rate outside its parameterisation's range is refused by both."""
+    from keras_metaopt.rates_file import read_rates, write_rates
+    from keras_metaopt.testing import RandomRunDir
+    from serving.export.run_dir import RunDir
+
+    run = RandomRunDir(encoder="bert").write(tmp_path / "run")
+    write_rates(run / "rates.json", {"head": 1.5}, mode="layerwise", rates_param="exp")
+    assert RunDir(run).rates == {"head": 1.5}  # exp: λ up to 4
+    assert read_rates(run / "rates.json").rates_param == "exp"
+    write_rates(
+        run / "rates.json", {"head": 1.5}, mode="layerwise", rates_param="sigmoid"
+    )
+    for read in (MetaOptimizer.load_rates, RunDir):
+        with pytest.raises(ValueError, match=r"rate of 'head' must be in \[0, 1\]"):
+            read(run / "rates.json" if read is MetaOptimizer.load_rates else run)
+    assert not list(run.glob("*.tmp"))  # written atomically

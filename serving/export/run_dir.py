@@ -6,11 +6,11 @@ from pathlib import Path
 from keras_metaopt.formats import LABEL_NAMES as LABELS
 from keras_metaopt.formats import (
     MODEL_DIR,
-    RATES_FORMAT,
     RATES_JSON,
     RUN_JSON,
     unfinished_run,
 )
+from keras_metaopt.rates_file import read_rates
 
 
 class RunDir:
@@ -52,16 +52,9 @@ class RunDir:
         self.rates_mode = None
         rates_path = self.path / RATES_JSON
         if rates_path.exists():
-            rates = self._read_json(rates_path)
-            if rates.get("format") != RATES_FORMAT:
-                raise ValueError(
-                    f"{rates_path}: format must be {RATES_FORMAT!r}; "
-                    f"got {rates.get('format')!r}"
-                )
-            if not isinstance(rates.get("rates"), dict):
-                raise ValueError(f"{rates_path}: 'rates' must be an object")
-            self.rates = {str(k): float(v) for k, v in rates["rates"].items()}
-            self.rates_mode = rates.get("mode")
+            rates = read_rates(rates_path)
+            self.rates = rates.rates
+            self.rates_mode = rates.mode
 
     @staticmethod
     def _read_json(path: Path) -> dict:
