@@ -101,7 +101,8 @@ class ModelServer:
             "TLS" if self.ssl_cert is not None else "plaintext",
         )
         if self.rest_port is not None:
-            from serving.server.rest_api import RestApi, RestServer
+            from serving.server.rest_api import RestApi
+            from serving.server.rest_server import RestServer
 
             self.rest = RestServer(
                 RestApi(predictions, models, max_body_bytes=self.max_message_bytes),

@@ -324,7 +324,8 @@ def test_version_labels_over_rest(model_base, reference, tmp_path):
 
 
 def test_body_over_the_limit_is_413(server):
-    from serving.server.rest_api import RestApi, RestServer
+    from serving.server.rest_api import RestApi
+    from serving.server.rest_server import RestServer
 
     app = RestApi(server.predictions, _models(server), max_body_bytes=100)
     rest = RestServer(app, port=0)
