@@ -410,16 +410,13 @@ class Exporter:
         _, want = self._reference(
             self.run.load_classifier(dtype="float32"), premises, hypotheses
         )
-        diff = np.abs(probs - want).max(axis=1)
-        if diff.max() > self.float32_atol:
-            i = int(diff.argmax())
-            raise ExportError(
-                f"{self.precision}: probabilities of pair {i} "
-                f"{self.check_pairs[i]!r} differ from the float32 model by "
-                f"{diff[i]:.3g} > {self.float32_atol:g} (--float32-atol):\n"
-                f"  {self.precision}: {probs[i].tolist()}\n"
-                f"  float32: {want[i].tolist()}"
-            )
+        diff = self._check_close(
+            self.precision,
+            (self.precision, probs),
+            ("the float32 model", want),
+            f"--float32-atol {self.float32_atol:g}",
+            self.float32_atol,
+        )
         return {
             "float32_max_diff": float(diff.max()),
             "float32_label_agreement": float(
@@ -427,18 +424,32 @@ class Exporter:
             ),
         }
 
+    def _check_close(self, name, got, want, limit_text, limit):
+        """Per check pair, the largest difference of the probabilities
+        `got = (what, array)` and `want = (what, array)`; ExportError naming the
+        worst pair when it is above `limit`."""
+        diff = np.abs(got[1] - want[1]).max(axis=1)
+        if diff.max() > limit:
+            i = int(diff.argmax())
+            raise ExportError(
+                f"{name}: probabilities of pair {i} {self.check_pairs[i]!r} differ "
+                f"from {want[0]} by {diff[i]:.3g} > {limit_text}:\n"
+                f"  {got[0]}: {got[1][i].tolist()}\n"
+                f"  {want[0]}: {want[1][i].tolist()}"
+            )
+        return diff
+
     def _compare(self, name, out, probs, labels) -> float:
         got = out["probabilities"].numpy()
         if got.shape != probs.shape or got.dtype != np.float32:
             raise ExportError(f"{name}: probabilities {got.dtype}{got.shape}")
-        diff = np.abs(got - probs).max(axis=1)
-        if diff.max() > self.atol:
-            i = int(diff.argmax())
-            raise ExportError(
-                f"{name}: probabilities of pair {i} {self.check_pairs[i]!r} differ "
-                f"from the in-memory model by {diff[i]:.3g} > atol {self.atol:g}:\n"
-                f"  reloaded:  {got[i].tolist()}\n  in-memory: {probs[i].tolist()}"
-            )
+        diff = self._check_close(
+            name,
+            ("reloaded", got),
+            ("the in-memory model", probs),
+            f"atol {self.atol:g}",
+            self.atol,
+        )
         label = out["label"].numpy()
         if not (label == got.argmax(axis=1)).all():
             raise ExportError(f"{name}: label is not the argmax of probabilities")

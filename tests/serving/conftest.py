@@ -77,6 +77,20 @@ def run_module(
     )
 
 
+def serve_pairs(version_dir, pairs=PAIRS):
+    """The outputs of an exported version's `serving_default` for `pairs`,
+    reloaded in this process (numpy arrays)."""
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401  (registers the tf-text ops)
+
+    loaded = tf.saved_model.load(str(version_dir))
+    out = loaded.signatures["serving_default"](
+        premise=tf.constant([p for p, _ in pairs]),
+        hypothesis=tf.constant([h for _, h in pairs]),
+    )
+    return loaded, {k: v.numpy() for k, v in out.items()}
+
+
 @pytest.fixture(scope="session")
 def run_dir(tmp_path_factory):
     """A tiny BERT run directory (random weights, rates.json included)."""
