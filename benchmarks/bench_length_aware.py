@@ -86,22 +86,22 @@ def write_run(preset: str, sequence_length: int, path: Path) -> Path:
 
     import keras_metaopt.models  # noqa: F401  (registers the e5 tokenizer)
     from keras_metaopt.formats import LABEL_NAMES as LABELS
-    from keras_metaopt.formats import MODEL_DIR, RUN_JSON
+    from keras_metaopt.formats import MODEL_DIR
+    from keras_metaopt.run_record import make_run_record, write_run_record
 
     classifier = keras_hub.models.TextClassifier.from_preset(
         preset, num_classes=len(LABELS), activation=None
     )
     classifier.preprocessor.sequence_length = sequence_length
     classifier.save_to_preset(str(path / MODEL_DIR))
-    run = {
-        "preset": str(preset),
-        "method": "baseline",
-        "train_languages": ["en"],
-        "labels": list(LABELS),
-        "sequence_length": sequence_length,
-        "seed": 0,
-    }
-    (path / RUN_JSON).write_text(json.dumps(run, indent=2) + "\n")
+    run = make_run_record(
+        method="baseline",
+        preset=str(preset),
+        aux=[],
+        sequence_length=sequence_length,
+        seed=0,
+    )
+    write_run_record(path, run)
     return path
 
 

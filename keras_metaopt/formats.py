@@ -3,7 +3,8 @@
 Imports nothing heavy (no TensorFlow, no Keras), so that the serving client
 and server can use it. A trained run directory holds:
 
-- `run.json` (`RUN_JSON`): the run's settings, labels in `LABEL_NAMES` order;
+- `run.json` (`RUN_JSON`): the run's record, written and read by
+  `keras_metaopt.run_record`;
 - `rates.json` (`RATES_JSON`, meta and fixed-rate runs): `{"format":
   RATES_FORMAT, "mode": ..., "rates": {group: λ}, "rates_param": ...}`;
 - `model/` (`MODEL_DIR`): the final classifier as a keras-hub preset;
@@ -25,7 +26,6 @@ Example:
     ('contradiction', 'run.json')
 """
 
-import json
 import pathlib
 
 LABEL_NAMES = ("entailment", "neutral", "contradiction")
@@ -37,7 +37,6 @@ NUM_LABELS = len(LABEL_NAMES)
 RATES_FORMAT = "keras_metaopt.rates.v1"
 
 RUN_JSON = "run.json"
-RUN_COMMAND = "command"  # run.json: the command line that resumes the run
 RATES_JSON = "rates.json"
 MODEL_DIR = "model"
 RESULTS_JSON = "results.json"
@@ -85,23 +84,3 @@ def stage1_preset(path):
     stage1/, or `path` itself (a preset)."""
     path = pathlib.Path(path)
     return path / STAGE1_DIR if (path / STAGE1_DIR).is_dir() else path
-
-
-def unfinished_run(run_dir, missing):
-    """One line for a run directory whose `missing` part is not written yet:
-    the run has not finished, and how to resume it (the command run.json
-    records). None if `run_dir` is not a run directory (no run.json)."""
-    path = pathlib.Path(run_dir)
-    try:
-        command = json.loads((path / RUN_JSON).read_text(encoding="utf-8"))
-        command = command.get(RUN_COMMAND) if isinstance(command, dict) else None
-    except FileNotFoundError:
-        return None
-    except (OSError, UnicodeDecodeError, ValueError):
-        command = None
-    how = (
-        f"resume it with: {command}"
-        if command
-        else f"resume it by rerunning its trainer command with --output-dir {path}"
-    )
-    return f"run {path} has not finished: no {missing} yet; {how}"

@@ -17,6 +17,7 @@ RUNNABLE = (
     "keras_metaopt.train_step",
     "keras_metaopt.rate_param",
     "keras_metaopt.rates_file",
+    "keras_metaopt.run_record",
     "keras_metaopt.data.labels",
     "keras_metaopt.data.nli_pairs",
     "keras_metaopt.data.data_format_error",

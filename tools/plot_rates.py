@@ -6,13 +6,13 @@
 Reads the `rates/<group>` scalars that `trainers.meta` writes to TensorBoard.
 """
 
-import json
 import pathlib
 import sys
 
 from keras_metaopt import cli
-from keras_metaopt.formats import RATES_PNG, RUN_JSON, TB_DIR
+from keras_metaopt.formats import RATES_PNG, TB_DIR
 from keras_metaopt.rate_param import FORMULA, MAX_RATE
+from keras_metaopt.run_record import recorded_args
 
 # matplotlib, TensorFlow and TensorBoard load on use: `--help` answers without.
 
@@ -55,11 +55,7 @@ def _group_order(name):
 def rates_param(run_dir):
     """How the run's λ depends on φ (run.json's --rates-param; runs that
     predate the flag, or have no run.json, used the paper's sigmoid)."""
-    try:
-        args = json.loads((pathlib.Path(run_dir) / RUN_JSON).read_text())["args"]
-        return args.get("rates_param", "sigmoid")
-    except (OSError, ValueError, KeyError, TypeError):
-        return "sigmoid"
+    return (recorded_args(run_dir) or {}).get("rates_param", "sigmoid")
 
 
 def plot_rates(run_dir, out=None):

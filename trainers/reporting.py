@@ -10,7 +10,8 @@ import pathlib
 
 import numpy as np
 
-from keras_metaopt.formats import RESULTS_JSON, RUN_JSON
+from keras_metaopt.formats import RESULTS_JSON
+from keras_metaopt.run_record import recorded_args
 from trainers.validate import PATH_FLAGS, RESUME_SAFE
 
 # What a trainer's results.json must hold to be compared.
@@ -44,11 +45,10 @@ def settings_of(run, run_dir):
     the settings results.json names (preset, aux, eval_split)."""
     if "settings" in run:
         return run_settings(run["settings"])
-    try:
-        args = json.loads((pathlib.Path(run_dir) / RUN_JSON).read_text())["args"]
+    args = recorded_args(run_dir)
+    if args is not None:
         return run_settings(args)
-    except (OSError, ValueError, KeyError, TypeError):
-        return {k: run[k] for k in ("preset", "aux", "eval_split") if k in run}
+    return {k: run[k] for k in ("preset", "aux", "eval_split") if k in run}
 
 
 def pooling_problems(runs, run_dirs):

@@ -24,14 +24,13 @@ from keras_metaopt.formats import (
     RATES_JSON,
     RESULTS_JSON,
     RESULTS_MD,
-    RUN_COMMAND,
-    RUN_JSON,
     STAGE1_DIR,
     TASK_JSON,
     TB_DIR,
     holds_classifier,
     stage1_preset,
 )
+from keras_metaopt.run_record import make_run_record, write_run_record
 from trainers import validate
 from trainers.evaluation import evaluate
 from trainers.reporting import mean_accuracy, results_table, run_settings
@@ -67,22 +66,19 @@ class Run:
         self.frozen = tuple(x for x in args.freeze.split(",") if x)
         self.writer = tf.summary.create_file_writer(str(self.dir / TB_DIR))
         self.started = time.time()
-        settings = {
-            "method": method,
-            "preset": args.preset,
-            "train_languages": ["en", *self.aux],
-            "aux": self.aux,
-            "labels": LABELS,
-            "sequence_length": args.sequence_length,
-            "seed": args.seed,
-            "args": vars(args),
-        }
         # A validated rerun keeps the run.json its weights were trained with.
         plan = validate.plan_for(args)
-        if plan is not None and plan.command:
-            settings[RUN_COMMAND] = plan.command
         if plan is None or plan.fresh:
-            self.write_json(RUN_JSON, settings)
+            record = make_run_record(
+                method=method,
+                preset=args.preset,
+                aux=self.aux,
+                sequence_length=args.sequence_length,
+                seed=args.seed,
+                args=vars(args),
+                command=plan.command if plan is not None else None,
+            )
+            write_run_record(self.dir, record)
 
     # ---- model ---------------------------------------------------------
     def load_classifier(self, preset, frozen=None, stage="model"):

@@ -38,8 +38,8 @@ from keras_metaopt.formats import (
     STAGE1_DIR,
     TASK_JSON,
     stage1_preset,
-    unfinished_run,
 )
+from keras_metaopt.run_record import RUN_ARGS, read_run_record, unfinished_run
 
 logger = logging.getLogger("keras_metaopt.trainers")
 
@@ -505,10 +505,10 @@ def check_settings(parser, args, run_dir):
             ], True
         return [], True
     try:
-        stored = json.loads(path.read_text(encoding="utf-8"))["args"]
+        stored = read_run_record(run_dir)[RUN_ARGS]
         if not isinstance(stored, dict):
             raise ValueError("'args' is not an object")
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as err:
+    except (ValueError, KeyError) as err:
         return [
             f"{path}: unreadable or without recorded arguments ({err}); add "
             "--overwrite to start afresh, or choose another --output-dir"

@@ -1,11 +1,12 @@
 """A run directory with a random-weight classifier (tests, benchmarks)."""
 
-import json
 import logging
 from pathlib import Path
 
 from keras_metaopt.formats import LABEL_NAMES as LABELS
-from keras_metaopt.formats import MODEL_DIR, RATES_FORMAT, RATES_JSON, RUN_JSON
+from keras_metaopt.formats import MODEL_DIR, RATES_JSON
+from keras_metaopt.rates_file import write_rates
+from keras_metaopt.run_record import make_run_record, write_run_record
 from keras_metaopt.testing.tiny_models import tiny_bert_backbone
 
 log = logging.getLogger(__name__)
@@ -159,20 +160,20 @@ class RandomRunDir:
         path.mkdir(parents=True, exist_ok=True)
         classifier = self.build_classifier()
         classifier.save_to_preset(str(path / MODEL_DIR))
-        run = {
-            "preset": f"random-{self.encoder}-{self.num_layers}x{self.hidden_dim}",
-            "method": "meta" if self.with_rates else "baseline",
-            "train_languages": ["en", "el", "ur"],
-            "labels": list(LABELS),
-            "sequence_length": self.sequence_length,
-            "seed": self.seed,
-        }
-        (path / RUN_JSON).write_text(json.dumps(run, indent=2) + "\n")
+        run = make_run_record(
+            method="meta" if self.with_rates else "baseline",
+            preset=f"random-{self.encoder}-{self.num_layers}x{self.hidden_dim}",
+            aux=["el", "ur"],
+            sequence_length=self.sequence_length,
+            seed=self.seed,
+        )
+        write_run_record(path, run)
         if self.with_rates:
             rates = {f"transformer_layer_{i}": 0.5 for i in range(self.num_layers)}
             rates = {k: round(0.4 + 0.05 * i, 4) for i, k in enumerate(rates)}
             rates["head"] = 0.55
-            doc = {"format": RATES_FORMAT, "mode": "layerwise", "rates": rates}
-            (path / RATES_JSON).write_text(json.dumps(doc, indent=2) + "\n")
+            write_rates(
+                path / RATES_JSON, rates, mode="layerwise", rates_param="sigmoid"
+            )
         log.info("wrote random %s run to %s", self.encoder, path)
         return path

@@ -1,6 +1,5 @@
 """Read a trained run directory (model preset, run.json, rates.json)."""
 
-import json
 from pathlib import Path
 
 from keras_metaopt.formats import LABEL_NAMES as LABELS
@@ -8,9 +7,9 @@ from keras_metaopt.formats import (
     MODEL_DIR,
     RATES_JSON,
     RUN_JSON,
-    unfinished_run,
 )
 from keras_metaopt.rates_file import read_rates
+from keras_metaopt.run_record import read_run_record, unfinished_run
 
 
 class RunDir:
@@ -40,7 +39,7 @@ class RunDir:
                 f"{self.model_path} is not a keras-hub preset (no config.json); "
                 f"expected classifier.save_to_preset(RUN/'{MODEL_DIR}')"
             )
-        self.run = self._read_json(self.path / RUN_JSON)
+        self.run = read_run_record(self.path)
         self.labels = list(self.run.get("labels", LABELS))
         if tuple(self.labels) != LABELS:
             raise ValueError(
@@ -55,18 +54,6 @@ class RunDir:
             rates = read_rates(rates_path)
             self.rates = rates.rates
             self.rates_mode = rates.mode
-
-    @staticmethod
-    def _read_json(path: Path) -> dict:
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ValueError(f"{path} is missing") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise ValueError(f"cannot read {path}: {err}") from None
-        if not isinstance(data, dict):
-            raise ValueError(f"{path} must hold a JSON object")
-        return data
 
     def load_classifier(self, dtype=None):
         """Load the keras-hub ``TextClassifier`` (with its preprocessor) from the run.
