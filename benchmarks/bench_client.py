@@ -8,7 +8,6 @@ Usage:
     python -m benchmarks.bench_client --runs 7
 """
 
-import argparse
 import json
 import logging
 import os
@@ -25,6 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from benchmarks.bench_serving import free_port, prepare  # noqa: E402
+from keras_metaopt import cli  # noqa: E402
 
 log = logging.getLogger("bench_client")
 
@@ -53,7 +53,9 @@ def timed(command: list[str], runs: int, env=None, expect_code=0) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = cli.parser(
+        prog="python -m benchmarks.bench_client", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--runs", type=int, default=7, help="processes per mode")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args(argv)

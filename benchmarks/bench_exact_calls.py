@@ -11,10 +11,11 @@ after the first. (`benchmarks.bench_meta_step` gives the time and peak-RSS ratio
 against plain fine-tuning at the e5-small shape.)
 """
 
-import argparse
 import os
 import threading
 import time
+
+from keras_metaopt import cli
 
 
 def _rss_mb():
@@ -26,7 +27,10 @@ def _rss_mb():
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = cli.parser(
+        prog="python -m benchmarks.bench_exact_calls",
+        description=__doc__.split("\n\n")[0],
+    )
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--hidden", type=int, default=384)
     parser.add_argument("--vocab", type=int, default=1000)

@@ -35,6 +35,8 @@ import subprocess
 import sys
 import time
 
+from keras_metaopt import cli
+
 POLICIES = ("float32", "mixed_bfloat16")
 BATCHINGS = ("fixed", "grouped")
 KINDS = ("plain", "meta_inner", "heldout")
@@ -140,9 +142,9 @@ def _worker(args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = cli.parser(
+        prog="python -m benchmarks.bench_fast_training",
         description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--preset", required=True, help="Encoder preset directory.")
     parser.add_argument(

@@ -45,7 +45,7 @@ log = logging.getLogger("bench_hf_latency")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = cli.parser(
         prog="python -m benchmarks.bench_hf_latency",
         description=__doc__.splitlines()[0],
     )

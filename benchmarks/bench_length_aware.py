@@ -38,7 +38,7 @@ LANGUAGES = "ar bg de el en es fr hi ru sw th tr ur vi zh".split()
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = cli.parser(
         prog="python -m benchmarks.bench_length_aware",
         description=__doc__.splitlines()[0],
     )

@@ -24,6 +24,7 @@ import sys
 import time
 
 from benchmarks.encoder_shapes import E5_SMALL
+from keras_metaopt import cli
 
 SHAPES = {
     "e5-small": E5_SMALL,
@@ -128,7 +129,10 @@ def _worker(args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = cli.parser(
+        prog="python -m benchmarks.bench_meta_step",
+        description=__doc__.split("\n\n")[0],
+    )
     parser.add_argument("--tiny", action="store_true", help="Tiny encoder (smoke run).")
     parser.add_argument(
         "--num-layers",

@@ -64,7 +64,7 @@ PAIRS = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = cli.parser(
         prog="python -m benchmarks.bench_serving",
         description="Time single-pair NLI requests: in-process SavedModel calls "
         "versus gRPC (python -m serving.server), sequential and concurrent, "

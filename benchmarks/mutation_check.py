@@ -12,7 +12,6 @@ Exits 1 if a mutation survives, does not apply (the code changed: update the
 mutation), or the unmutated copy fails.
 """
 
-import argparse
 import dataclasses
 import os
 import pathlib
@@ -22,6 +21,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+from keras_metaopt import cli
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -138,7 +139,7 @@ def run_tests(tree, test_file):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = cli.parser(
         prog="python -m benchmarks.mutation_check", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument(

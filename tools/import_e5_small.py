@@ -42,7 +42,6 @@ version XLM-R was built with). `python -m tools.e5_parity` measures it against
 the HF tokenizer.
 """
 
-import argparse
 import dataclasses
 import hashlib
 import json
@@ -379,7 +378,7 @@ def build_preset(out_dir, model_path=None, sequence_length=512, tokenizer="e5"):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = cli.parser(
         prog="python -m tools.import_e5_small",
         description=(
             "Write a keras-hub preset (XLMRobertaBackbone + in-graph SentencePiece "
