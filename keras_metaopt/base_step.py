@@ -32,7 +32,7 @@ those three methods; `check_wrappable` refuses the others when the
 each either reproduces its own `apply` at λ = 1 or is refused here. The
 first-order path touches the base optimizer's private API only here; the exact
 mode instead recomputes Adam's step functionally from its slots
-(`exact_meta_gradient.adam_step`, tested bit-identical to Keras's).
+(`functional_adam.adam_step`, tested bit-identical to Keras's).
 """
 
 import keras

@@ -26,7 +26,7 @@ recomputes nothing. The window is a Python loop over compiled single steps
 nested while loops around the nested tapes crashed on its second call
 (Grappler's temporary variables in the loop frames).
 
-The step U is `adam_step` below: Keras's Adam/AdamW `update_step`, written
+The step U is `keras_metaopt.functional_adam.adam_step`: Keras's Adam/AdamW `update_step`, written
 functionally (bit-identical, tested). Training in `meta_gradient="exact"`
 mode runs this same function, in the window and in `MetaOptimizer.apply`.
 Adam's 1/(√v + ε) has an unbounded derivative where v = 0 (√v is not
@@ -43,57 +43,7 @@ import keras
 import tensorflow as tf
 
 from keras_metaopt import rate_param
-
-
-def adam_step(gradient, m, v, local_step, lr, beta_1, beta_2, epsilon, inside_root):
-    """One Adam step: returns (m', v', Δ) with θ' = θ − Δ.
-
-    With `inside_root=False` this is `keras.optimizers.Adam.update_step`'s
-    arithmetic, op for op; `local_step` is `iterations + 1` in the variable's
-    dtype and `lr` the learning rate.
-    """
-    dtype = m.dtype
-    lr = tf.cast(lr, dtype)
-    gradient = tf.cast(gradient, dtype)
-    beta_1_power = tf.pow(tf.cast(beta_1, dtype), local_step)
-    beta_2_power = tf.pow(tf.cast(beta_2, dtype), local_step)
-    alpha = lr * tf.sqrt(1 - beta_2_power) / (1 - beta_1_power)
-    m = m + (gradient - m) * (1 - beta_1)
-    v = v + (tf.square(gradient) - v) * (1 - beta_2)
-    if inside_root:
-        denominator = tf.sqrt(v + tf.cast(epsilon, dtype) ** 2)
-    else:
-        denominator = _sqrt_zero_grad_at_zero(v) + epsilon
-    return m, v, (m * alpha) / denominator
-
-
-@tf.custom_gradient
-def _sqrt_zero_grad_at_zero(x):
-    y = tf.sqrt(x)
-
-    def grad(dy):
-        safe = tf.where(x > 0, y, tf.ones_like(y))
-        return tf.where(x > 0, dy * 0.5 / safe, tf.zeros_like(dy))
-
-    return y, grad
-
-
-def check_base_optimizer(base):
-    """Raises ValueError unless the exact mode can differentiate `base`'s step."""
-    if type(base) not in (keras.optimizers.Adam, keras.optimizers.AdamW):
-        raise ValueError(
-            "meta_gradient='exact' differentiates Adam's step: the base optimizer "
-            f"must be keras.optimizers.Adam or AdamW; got {type(base).__name__}. "
-            "Use meta_gradient='first_order' for other optimizers."
-        )
-    if base.amsgrad:
-        raise ValueError("meta_gradient='exact' does not support amsgrad=True.")
-    for attr in ("clipnorm", "clipvalue", "global_clipnorm"):
-        if getattr(base, attr, None) is not None:
-            raise ValueError(
-                f"meta_gradient='exact' does not support `{attr}` on the base "
-                "optimizer (clipping is not differentiated)."
-            )
+from keras_metaopt.functional_adam import adam_step
 
 
 class ExactMetaGradient:
@@ -128,11 +78,10 @@ class ExactMetaGradient:
         self.state_every = state_every
         self._compiled = None  # the compiled steps, built on the first run
         opt = optimizer
-        keys = {opt._var_key(v): i for i, v in enumerate(opt._trainable_variables)}
         # Model trainable variables: index among the optimizer's trained ones,
         # or None (trainable in Keras but in a frozen group: constant here).
         self._active_index = [
-            keys.get(opt._var_key(v)) for v in model.trainable_variables
+            opt.trained_position(v) for v in model.trainable_variables
         ]
         self._seed_index = [
             i
@@ -142,14 +91,14 @@ class ExactMetaGradient:
         base = opt.base_optimizer
         self._decay = [
             base.weight_decay is not None and base._use_weight_decay(v)
-            for v in opt._trainable_variables
+            for v in opt.trained_variables
         ]
 
     # ---- the step, functionally -----------------------------------------
     def read_state(self):
         """(θ, m, v, seeds, iteration) of the optimizer and model, as tensors."""
         opt, base = self.optimizer, self.optimizer.base_optimizer
-        theta = [tf.identity(v.value) for v in opt._trainable_variables]
+        theta = [tf.identity(v.value) for v in opt.trained_variables]
         m = [tf.identity(s.value) for s in base._momentums]
         v = [tf.identity(s.value) for s in base._velocities]
         nt = self.model.non_trainable_variables
@@ -161,7 +110,7 @@ class ExactMetaGradient:
         opt, base = self.optimizer, self.optimizer.base_optimizer
         nt = self.model.non_trainable_variables
         targets = (
-            list(opt._trainable_variables)
+            list(opt.trained_variables)
             + list(base._momentums)
             + list(base._velocities)
             + [nt[i] for i in self._seed_index]
@@ -229,7 +178,7 @@ class ExactMetaGradient:
             if self._decay[i]:
                 decay = tf.cast(base.weight_decay, t.dtype)
                 delta = delta + t * decay * tf.cast(lr, t.dtype)
-            rate = tf.cast(lam[opt._segment_ids[i]], t.dtype)
+            rate = tf.cast(lam[opt.phi_of_trained[i]], t.dtype)
             new_theta.append(t - rate * delta)
             new_m.append(mi)
             new_v.append(vi)

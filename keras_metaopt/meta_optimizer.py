@@ -5,7 +5,7 @@ import tensorflow as tf
 from keras import ops
 
 from keras_metaopt import base_step, rate_param
-from keras_metaopt.exact_meta_gradient import adam_step, check_base_optimizer
+from keras_metaopt.functional_adam import adam_step, check_base_optimizer
 from keras_metaopt.layer_groups import LayerGroups
 from keras_metaopt.rates_file import read_rates, write_rates
 
@@ -159,6 +159,7 @@ class MetaOptimizer(keras.optimizers.Optimizer):
             for v, g in zip(active, groups)
         }
         self._segment_ids = [self._phi_index[self._var_key(v)] for v in active]
+        self._positions = {self._var_key(v): i for i, v in enumerate(active)}
         # φ in the trained variables' precision (float64 models: float64 φ).
         self.phi = self.add_variable(
             shape=(n_phi,),
@@ -401,6 +402,24 @@ class MetaOptimizer(keras.optimizers.Optimizer):
         """Reads `{group: λ}` from a file written by `save_rates`
         (`keras_metaopt.rates_file.read_rates`, which checks it)."""
         return read_rates(path).rates
+
+    # ---- read-only views for the exact meta-gradient ----------------------
+    @property
+    def trained_variables(self):
+        """The variables this optimizer trains (the non-frozen groups'), in
+        the order of its slots."""
+        return tuple(self._trainable_variables)
+
+    def trained_position(self, variable):
+        """The index of `variable` in `trained_variables`, or None when this
+        optimizer does not train it (a frozen group's)."""
+        return self._positions.get(self._var_key(variable))
+
+    @property
+    def phi_of_trained(self):
+        """For each of `trained_variables`, the index of its φ (its group's;
+        0 for every variable in shared mode)."""
+        return tuple(self._segment_ids)
 
     @property
     def variables(self):

@@ -11,7 +11,8 @@ import pytest
 import tensorflow as tf
 
 from keras_metaopt import MetaOptimizer, MetaStep
-from keras_metaopt.exact_meta_gradient import ExactMetaGradient, adam_step
+from keras_metaopt.exact_meta_gradient import ExactMetaGradient
+from keras_metaopt.functional_adam import adam_step
 from keras_metaopt.testing import random_batches, stack, tiny_classifier
 from tests.tolerances import (
     assert_same_trajectory,
