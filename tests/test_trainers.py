@@ -167,6 +167,37 @@ def test_serving_reads_the_run_directory_the_trainer_wrote(meta_run):
     assert run.load_classifier().preprocessor.sequence_length == 32
 
 
+def test_every_part_of_a_run_directory_has_one_owner_and_reads_back(meta_run):
+    """Everything trainers.meta leaves in its run directory is named in
+    keras_metaopt.formats.RUN_FILES, and each part reads back through its one
+    reader: run.json (run_record), rates.json (rates_file), stage1/ (a
+    classifier preset), results.json (the reports), tb/ (plot_rates)."""
+    import fnmatch
+
+    from keras_metaopt import formats
+    from keras_metaopt.rates_file import read_rates
+    from keras_metaopt.run_record import read_run_record, recorded_args
+    from tools.plot_rates import rates_param
+    from trainers.reporting import load_results
+
+    out, _ = meta_run
+    for entry in out.iterdir():
+        assert any(fnmatch.fnmatch(entry.name, p) for p in formats.RUN_FILES), entry
+    record = read_run_record(out)
+    assert record["method"] == "meta" and record["seed"] == 0
+    assert recorded_args(out)["rates_param"] == rates_param(out) == "sigmoid"
+    assert record["command"].startswith("python -m trainers.meta ")
+    rates = read_rates(out / formats.RATES_JSON)
+    assert rates.rates_param == "sigmoid" and rates.mode == "layerwise"
+    assert set(rates.phi) == set(rates.rates)
+    assert formats.stage1_preset(out) == out / formats.STAGE1_DIR
+    assert formats.holds_classifier(formats.stage1_preset(out))
+    assert formats.holds_classifier(out / formats.MODEL_DIR)
+    (results,) = load_results([out])
+    assert results["method"] == "meta" and set(results["accuracy"]) >= {"de"}
+    assert (out / formats.TB_DIR).is_dir() and (out / formats.RESULTS_MD).is_file()
+
+
 def test_a_finished_run_is_not_redone(workspace, meta_run, caplog):
     root, data_dir, preset = workspace
     out, _ = meta_run
