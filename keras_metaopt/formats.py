@@ -26,6 +26,8 @@ Example:
     ('contradiction', 'run.json')
 """
 
+import json
+import os
 import pathlib
 
 LABEL_NAMES = ("entailment", "neutral", "contradiction")
@@ -84,3 +86,12 @@ def stage1_preset(path):
     stage1/, or `path` itself (a preset)."""
     path = pathlib.Path(path)
     return path / STAGE1_DIR if (path / STAGE1_DIR).is_dir() else path
+
+
+def write_json(path, payload, indent=1):
+    """Writes `payload` as JSON to `path` atomically: a `.tmp` file beside it,
+    renamed into place, so a reader never sees half a file."""
+    path = pathlib.Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=indent) + "\n", encoding="utf-8")
+    os.replace(tmp, path)

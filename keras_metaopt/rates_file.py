@@ -18,11 +18,9 @@ Example:
 
 import dataclasses
 import json
-import os
-import pathlib
 
 from keras_metaopt import rate_param
-from keras_metaopt.formats import RATES_FORMAT
+from keras_metaopt.formats import RATES_FORMAT, write_json
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,12 +43,7 @@ def write_rates(path, rates, mode, rates_param, phi=None):
     }
     if phi is not None:
         payload["phi"] = phi
-    path = pathlib.Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(payload, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
+    write_json(path, payload, indent=2)
 
 
 def read_rates(path):

@@ -22,10 +22,9 @@ Example:
 """
 
 import json
-import os
 import pathlib
 
-from keras_metaopt.formats import LABEL_NAMES, RUN_JSON
+from keras_metaopt.formats import LABEL_NAMES, RUN_JSON, write_json
 
 RUN_ARGS = "args"  # run.json: the trainer's flags
 RUN_COMMAND = "command"  # run.json: the command line that resumes the run
@@ -53,10 +52,7 @@ def make_run_record(
 
 def write_run_record(run_dir, record):
     """Writes `record` as RUN_DIR/run.json, atomically."""
-    path = pathlib.Path(run_dir) / RUN_JSON
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_json(pathlib.Path(run_dir) / RUN_JSON, record)
 
 
 def read_run_record(run_dir):

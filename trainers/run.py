@@ -29,6 +29,7 @@ from keras_metaopt.formats import (
     TB_DIR,
     holds_classifier,
     stage1_preset,
+    write_json,
 )
 from keras_metaopt.run_record import make_run_record, write_run_record
 from trainers import validate
@@ -257,9 +258,7 @@ class Run:
 
     def write_json(self, name, payload):
         """Writes `payload` as `name` in the run directory, atomically."""
-        tmp = self.dir / f"{name}.tmp"
-        tmp.write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
-        os.replace(tmp, self.dir / name)
+        write_json(self.dir / name, payload)
 
 
 def _record_variable_dtype(preset_dir):
