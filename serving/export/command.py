@@ -74,9 +74,10 @@ def build_parser():
         choices=PRECISIONS,
         default="float32",
         help="Keras dtype policy the exported model computes in: "
-        "mixed_bfloat16 runs the layers in bfloat16 (weights stay float32), "
-        "faster on CPUs with AVX512_BF16; its probabilities are checked "
-        "against the float32 model (--float32-atol), see BENCHMARKS.md",
+        "mixed_bfloat16 runs the layers in bfloat16 (weights stay float32): "
+        "faster for batches, but slower than float32 for single pairs on a CPU "
+        "(a float32 XLA export is fastest there); its probabilities are checked against the "
+        "float32 model (--float32-atol), see BENCHMARKS.md",
     )
     parser.add_argument(
         "--float32-atol",
