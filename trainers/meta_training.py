@@ -19,8 +19,10 @@ comments in `meta_train`:
     (9)          φ ← φ − Adam(g)
     (10) return λ(φ)
 
-The loop itself (resume, checkpoints, progress, TensorBoard) is
-`trainers.stage_loop.run_stage`, which every trainer's stages share.
+`meta_train` runs it as these loops. What every stage of every trainer shares
+(resume, checkpoints, progress, the SIGINT/SIGTERM stop) is
+`trainers.stage_loop.Stage`; a resumed run re-enters round and meta step
+where its checkpoint stopped.
 """
 
 import keras
@@ -38,7 +40,7 @@ from trainers.learner_init import fresh_head, pretrained_weights
 from trainers.process import setup_process
 from trainers.reporting import phi_statistics
 from trainers.run import Run, logger
-from trainers.stage_loop import run_stage, train_stage
+from trainers.stage_loop import Stage, train_stage
 
 
 def meta_train(run, classifier, sources):
@@ -82,45 +84,32 @@ def meta_train(run, classifier, sources):
     phi_start = optimizer.phi.numpy().copy()
     languages = sorted(sources)
     per_round = args.meta_updates_per_round
-    total = args.rounds * per_round
     # Per φ: how many meta steps lowered it (the φ statistics of the run).
     steps_down = tf.Variable(tf.zeros_like(optimizer.phi, tf.int64), trainable=False)
-    current = {}  # the round being run: its number, held-out language, batches
-
-    def start_round(round_, k):
-        """(3)-(5) for round `round_`, entered at its meta step `k`."""
+    stage = Stage(  # resumes at a meta step: `first_k` of round `first_round`
+        run,
+        "meta",
+        classifier,
+        args.rounds * per_round,
+        checkpoint_every=max(1, args.checkpoint_every // args.meta_interval),
+        unit="meta step",
+        counter="progress",
+        optimizer=optimizer,
+        steps_down=steps_down,
+    )
+    first_round, first_k = divmod(stage.done, per_round)
+    for round_ in range(first_round, args.rounds):  # (2)
+        k0 = first_k if round_ == first_round else 0
         rng = np.random.default_rng([args.seed, round_])
-        held_out = None if args.meta == "joint" else str(rng.choice(languages))
-        train_langs = [x for x in languages if x != held_out]
+        held_out = None if args.meta == "joint" else str(rng.choice(languages))  # (4)
+        train_langs = [x for x in languages if x != held_out]  # (5)
         seed = int(rng.integers(2**31))
-        if k == 0:  # (3) θ ← θ_init, a fresh base Adam; φ and its Adam persist.
+        if k0 == 0:  # (3) θ ← θ_init, a fresh base Adam; φ and its Adam persist.
             for variable, value in zip(classifier.weights, theta_init):
                 variable.assign(value)
             if args.meta_init == "pretrained":
                 fresh_head(classifier, seed)
             optimizer.reset_base_state()
-        # Batches already drawn in this round (joint: the meta batch is a
-        # training batch too) are skipped; the streams depend on the seed only.
-        per_step = args.meta_interval + (1 if held_out is None else 0)
-        train_it = iter(
-            run.dataset(
-                {x: sources[x] for x in train_langs},
-                classifier.preprocessor,
-                seed,
-                sampling="uniform",
-                skip=k * per_step,
-            )
-        )
-        heldout_it = None
-        if held_out:
-            heldout_it = iter(
-                run.dataset(
-                    {held_out: sources[held_out]},
-                    classifier.preprocessor,
-                    seed + 1,
-                    skip=k,
-                )
-            )
         logger.info(
             "round %d/%d: held out %s, training on %s",
             round_ + 1,
@@ -128,57 +117,71 @@ def meta_train(run, classifier, sources):
             held_out or "(none: joint)",
             ",".join(train_langs),
         )
-        current.update(round=round_, held_out=held_out, batches=(train_it, heldout_it))
-
-    def step(done):
-        """(6) One meta step: L inner steps on the training languages, then φ."""
-        round_, k = divmod(done, per_round)
-        if current.get("round") != round_:
-            start_round(round_, k)
-        held_out = current["held_out"]
-        before = optimizer.phi.numpy()
-        result = meta_step(*current["batches"])
-        steps_down.assign_add(tf.cast(optimizer.phi.numpy() < before, tf.int64))
-        rates = optimizer.rates()
-        with run.writer.as_default(step=done + 1):
-            tf.summary.scalar("meta/gradient_norm", result["meta_gradient_norm"])
-            if "max_adjoint_norm" in result:
-                tf.summary.scalar("meta/max_adjoint_norm", result["max_adjoint_norm"])
-            tf.summary.scalar(
-                "meta/heldout_language",
-                -1 if held_out is None else languages.index(held_out),
+        # A resumed round skips the batches it had drawn (joint: the meta
+        # batch is a training batch too); the streams depend on the seed only.
+        per_step = args.meta_interval + (1 if held_out is None else 0)
+        train_batches = iter(
+            run.dataset(
+                {x: sources[x] for x in train_langs},
+                classifier.preprocessor,
+                seed,
+                sampling="uniform",
+                skip=k0 * per_step,
             )
-            tf.summary.histogram("meta/rates", list(rates.values()))
-            for group, rate in rates.items():
-                tf.summary.scalar(f"rates/{group}", rate)
-            names = optimizer.group_names if args.rates == "layerwise" else ["shared"]
-            for name, phi in zip(names, optimizer.phi.numpy()):
-                tf.summary.scalar(f"phi/{name}", phi)
-            if k + 1 == per_round:
-                tf.summary.text("meta/heldout", held_out or "(joint)")
-        return 1, {
-            "train_loss": float(result["train_loss"]),
-            "heldout_loss": float(result["heldout_loss"]),
-        }
-
-    run_stage(  # (2) N rounds of `per_round` meta steps; a meta step is the unit
-        run,
-        "meta",
-        classifier,
-        total,
-        step,
-        checkpoint_every=max(1, args.checkpoint_every // args.meta_interval),
-        unit="meta step",
-        where="meta step",
-        counter="progress",
-        save_at=lambda done: done % per_round == 0,
-        optimizer=optimizer,
-        steps_down=steps_down,
-    )
+        )
+        heldout_batches = None
+        if held_out:
+            heldout_batches = iter(
+                run.dataset(
+                    {held_out: sources[held_out]},
+                    classifier.preprocessor,
+                    seed + 1,
+                    skip=k0,
+                )
+            )
+        for k in range(k0, per_round):  # (6)
+            before = optimizer.phi.numpy()
+            result = meta_step(train_batches, heldout_batches)  # (7)-(9)
+            steps_down.assign_add(tf.cast(optimizer.phi.numpy() < before, tf.int64))
+            last = k + 1 == per_round
+            write_meta_summaries(
+                run.writer, stage.done + 1, result, optimizer, held_out, languages, last
+            )
+            stage.advance(  # checkpoints at the end of every round, too
+                1,
+                {
+                    "train_loss": float(result["train_loss"]),
+                    "heldout_loss": float(result["heldout_loss"]),
+                },
+                save=last,
+            )
     for variable, value in zip(classifier.weights, theta_en):
         variable.assign(value)
     run.write_json(META_STATS_JSON, phi_statistics(optimizer, phi_start, steps_down))
     return optimizer  # (10)
+
+
+def write_meta_summaries(writer, step, result, optimizer, held_out, languages, last):
+    """TensorBoard at meta step `step`: the meta-gradient's norm, the held-out
+    language (its index in `languages`; -1 for none), λ and φ per group, and
+    at the `last` step of a round the held-out language's name."""
+    rates = optimizer.rates()
+    with writer.as_default(step=step):
+        tf.summary.scalar("meta/gradient_norm", result["meta_gradient_norm"])
+        if "max_adjoint_norm" in result:
+            tf.summary.scalar("meta/max_adjoint_norm", result["max_adjoint_norm"])
+        tf.summary.scalar(
+            "meta/heldout_language",
+            -1 if held_out is None else languages.index(held_out),
+        )
+        tf.summary.histogram("meta/rates", list(rates.values()))
+        for group, rate in rates.items():
+            tf.summary.scalar(f"rates/{group}", rate)
+        names = optimizer.group_names if optimizer.mode == "layerwise" else ["shared"]
+        for name, phi in zip(names, optimizer.phi.numpy()):
+            tf.summary.scalar(f"phi/{name}", phi)
+        if last:
+            tf.summary.text("meta/heldout", held_out or "(joint)")
 
 
 def train(args, method):

@@ -1,11 +1,12 @@
 """The one resumable stage loop of every trainer.
 
 A stage (the English stage, Algorithm 1's meta-training, the auxiliary stage)
-is a number of units of work (training steps, or meta steps). `run_stage`
-does what all of them share: restore the stage's checkpoint and resume where
-it stopped, show progress, log to TensorBoard, checkpoint every so often and
-at the end, and stop at a unit boundary with a checkpoint after SIGINT /
-SIGTERM. What a unit does is the trainer's `step` function.
+is a number of units of work (training steps, or meta steps). `Stage` does
+what all of them share: restore the stage's checkpoint and resume where it
+stopped, show progress, log to TensorBoard, checkpoint every so often and at
+the end, and stop at a unit boundary with a checkpoint after SIGINT / SIGTERM.
+The loop itself, and what a unit does, is the trainer's: `train_stage` for
+plain training steps, `trainers.meta_training.meta_train` for Algorithm 1.
 """
 
 import logging
@@ -19,50 +20,68 @@ from keras_metaopt.formats import CHECKPOINTS_DIR
 logger = logging.getLogger("keras_metaopt.trainers")
 
 
-def run_stage(
-    run,
-    name,
-    model,
-    total,
-    step,
-    *,
-    checkpoint_every,
-    unit="step",
-    counter="done",
-    save_at=None,
-    where=None,
-    **objects,
-):
-    """Runs the stage `name` of `run` to `total` units; resumable.
+class Stage:
+    """One resumable stage of a run, `total` units long; the caller owns the loop.
 
-    `step(done)` does the work from unit `done` on and returns `(n, logs)`:
-    how many units it did and `{key: float}`, shown on the progress bar and
-    logged to TensorBoard as `<name>/<key>` at the new unit count. `model` and
-    `objects` (optimizers, statistics variables) are checkpointed under
-    `checkpoints/<name>` (with the unit count as `counter`) whenever the count
-    crosses a multiple of `checkpoint_every`, where `save_at(done)` is true,
-    and at the end. After SIGINT / SIGTERM it stops at a unit boundary, saying
-    where (`where`, default `<name> <unit>`, then the unit count). Returns the unit count it started from (0 unless resumed).
+        stage = Stage(run, "en", model, total, checkpoint_every=60, optimizer=opt)
+        while stage.done < total:
+            loss = ...                      # n units of work from stage.done on
+            stage.advance(n, {"loss": loss})
+
+    Creating it restores the stage's checkpoint (`checkpoints/<name>`: `model`
+    and `objects` such as optimizers and statistics variables, with the unit
+    count as `counter`), so `done` is where the stage resumes (0 if new).
+    `advance` does what every stage shares: progress, TensorBoard
+    (`<name>/<key>` at the new unit count), a checkpoint whenever the count
+    crosses a multiple of `checkpoint_every`, where the caller asks (`save`),
+    and at the end, and the stop after SIGINT / SIGTERM at a unit boundary,
+    saying where (`where`, default `<name> <unit>`, then the unit count).
     """
-    done = tf.Variable(0, dtype=tf.int64, trainable=False)
-    checkpoint, manager = checkpoints(run, name, model, **{counter: done}, **objects)
-    if manager.latest_checkpoint:
-        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-        logger.info("%s: resuming at %s %d/%d", name, unit, int(done), total)
-    start = int(done)
-    progress = cli.Progress(name, total, unit, start)
-    while int(done) < total:
-        n, logs = step(int(done))
-        done.assign_add(n)
-        now = int(done)
-        progress.update(now, logs.items())
-        with run.writer.as_default(step=now):
+
+    def __init__(
+        self,
+        run,
+        name,
+        model,
+        total,
+        *,
+        checkpoint_every,
+        unit="step",
+        counter="done",
+        where=None,
+        **objects,
+    ):
+        self.run, self.name, self.total = run, name, total
+        self.checkpoint_every = checkpoint_every
+        self.where = where or f"{name} {unit}"
+        self._done = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self._checkpoint, self._manager = checkpoints(
+            run, name, model, **{counter: self._done}, **objects
+        )
+        if self._manager.latest_checkpoint:
+            self._checkpoint.restore(
+                self._manager.latest_checkpoint
+            ).assert_existing_objects_matched()
+            logger.info("%s: resuming at %s %d/%d", name, unit, self.done, total)
+        self.start = self.done
+        self._progress = cli.Progress(name, total, unit, self.start)
+
+    @property
+    def done(self):
+        """Units done so far (restored ones included)."""
+        return int(self._done)
+
+    def advance(self, n, logs, save=False):
+        """Records `n` more units done, with `logs` (`{key: float}`) for them."""
+        self._done.assign_add(n)
+        now = self.done
+        self._progress.update(now, logs.items())
+        with self.run.writer.as_default(step=now):
             for key, value in logs.items():
-                tf.summary.scalar(f"{name}/{key}", value)
-        if now % checkpoint_every < n or now == total or (save_at and save_at(now)):
-            manager.save(checkpoint_number=now)
-        stop_point(manager, now, f"{where or name + ' ' + unit} {now}/{total}")
-    return start
+                tf.summary.scalar(f"{self.name}/{key}", value)
+        if now % self.checkpoint_every < n or now == self.total or save:
+            self._manager.save(checkpoint_number=now)
+        stop_point(self._manager, now, f"{self.where} {now}/{self.total}")
 
 
 def train_stage(run, name, classifier, optimizer, pairs_by_lang, steps):
@@ -75,30 +94,28 @@ def train_stage(run, name, classifier, optimizer, pairs_by_lang, steps):
     args = run.args
     with run.strategy.scope():
         optimizer.build(classifier.trainable_variables)
-    chunk = max(1, min(args.log_every, args.checkpoint_every))
-    compiled = {}
-    batches = {}
-
-    def step(done):
-        if "it" not in batches:  # first call: the stream resumes at `done`
-            seed = stage_seed(args.seed, name)
-            stream = run.dataset(
-                pairs_by_lang, classifier.preprocessor, seed, skip=done
-            )
-            batches["it"] = iter(stream)
-        n = min(chunk, steps - done)
-        compiled.setdefault(n, TrainStep(classifier, optimizer, n, run.strategy))
-        return n, {"loss": float(compiled[n](batches["it"]))}
-
-    run_stage(
+    stage = Stage(
         run,
         name,
         classifier,
         steps,
-        step,
         checkpoint_every=args.checkpoint_every,
         optimizer=optimizer,
     )
+    if stage.done == steps:
+        return classifier
+    seed = stage_seed(args.seed, name)
+    batches = iter(
+        run.dataset(pairs_by_lang, classifier.preprocessor, seed, skip=stage.done)
+    )
+    chunk = max(1, min(args.log_every, args.checkpoint_every))
+    compiled = {}  # one TrainStep per number of steps it runs
+    while stage.done < steps:
+        n = min(chunk, steps - stage.done)
+        train_steps = compiled.setdefault(
+            n, TrainStep(classifier, optimizer, n, run.strategy)
+        )
+        stage.advance(n, {"loss": float(train_steps(batches))})
     return classifier
 
 
