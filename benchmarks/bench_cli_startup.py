@@ -27,7 +27,7 @@ COMMANDS = {
     "tools.make_tiny_preset": ["--data-dir", "x", "--out", "y", "--seed", "one"],
     "benchmarks.xnli_proxy": ["--seeds-main", "three"],
     "probes.horizon": ["--output-dir", "x", "--data-dir", "x", "--seed", "one"],
-    "probes.metagrad": ["--output-dir", "x", "--data-dir", "x", "--window", "L"],
+    "probes.metagrad": ["--output-dir", "x", "--data-dir", "x", "--meta-interval", "L"],
 }
 
 

@@ -4,7 +4,7 @@
     python -m benchmarks.bench_exact_calls --mode first_order
 
 Builds a random BERT classifier (embeddings frozen), runs `--calls` MetaStep
-calls of L = `--steps` inner steps and prints, after each call, the resident
+calls of L = `--meta-interval` inner steps and prints, after each call, the resident
 set size and the peak sampled every 50 ms so far. A memory leak shows as RSS
 growing from call to call; a crash on a repeated call shows as a traceback
 after the first. (`benchmarks.bench_meta_step` gives the time and peak-RSS ratios
@@ -36,7 +36,7 @@ def main(argv=None):
     parser.add_argument("--vocab", type=int, default=1000)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--seq", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=15, help="L, inner steps.")
+    parser.add_argument("--meta-interval", type=int, default=15, help="L, inner steps.")
     parser.add_argument("--state-every", type=int, default=1)
     parser.add_argument("--mode", choices=["exact", "first_order"], default="exact")
     parser.add_argument("--calls", type=int, default=3)
@@ -89,7 +89,10 @@ def main(argv=None):
         keras.optimizers.Adam(2e-5), meta_gradient="exact" if exact else "first_order"
     )
     step = MetaStep(
-        model, optimizer, args.steps, state_every=args.state_every if exact else None
+        model,
+        optimizer,
+        args.meta_interval,
+        state_every=args.state_every if exact else None,
     )
     trained = sum(int(np.prod(v.shape)) for v in model.trainable_variables)
     print(f"{args.mode}: {trained:,} trained parameters; built: {_rss_mb():.0f} MB")

@@ -72,7 +72,7 @@ def _worker(args):
     labels = rng.integers(0, 3, n * args.batch).astype("int32")
     data = tf.data.Dataset.from_tensor_slices((features, labels))
     data = data.batch(args.batch, drop_remainder=True).cache().repeat()
-    L = args.steps_per_meta_update
+    L = args.meta_interval
 
     if args.worker == "plain":
         optimizer = keras.optimizers.Adam(2e-5)
@@ -105,7 +105,7 @@ def _worker(args):
         step = MetaStep(
             model,
             optimizer,
-            steps_per_meta_update=L,
+            meta_interval=L,
             state_every=args.state_every if exact else None,
         )
         train_it, heldout_it = iter(data), iter(data)
@@ -141,9 +141,7 @@ def main(argv=None):
     )
     parser.add_argument("--batch", type=int, default=32, help="Batch size.")
     parser.add_argument("--seq", type=int, default=128, help="Tokens per example.")
-    parser.add_argument(
-        "--steps-per-meta-update", type=int, default=15, help="L (paper: 15)."
-    )
+    parser.add_argument("--meta-interval", type=int, default=15, help="L (paper: 15).")
     parser.add_argument(
         "--meta-steps",
         type=int,
@@ -190,7 +188,7 @@ def main(argv=None):
         shape += f" with {args.num_layers} layers"
     print(
         f"encoder {shape}, batch {args.batch} x {args.seq} tokens, "
-        f"L = {args.steps_per_meta_update}, "
+        f"L = {args.meta_interval}, "
         f"trainable params {plain['trainable_params']:,}"
     )
     print(f"{'':28}{'s/step':>10}{'peak RSS MB':>14}")
@@ -203,14 +201,14 @@ def main(argv=None):
     )
     ratio = meta["seconds_per_step"] / plain["seconds_per_step"]
     rss = meta["peak_rss_mb"] / plain["peak_rss_mb"]
-    bound = 1 + 1 / args.steps_per_meta_update
+    bound = 1 + 1 / args.meta_interval
     print(
         f"time ratio {ratio:.3f} (target <= 1.10; method's bound 1 + 1/L = {bound:.3f})"
     )
     print(f"peak RSS ratio {rss:.3f} (target <= 1.25)")
     if "exact" in results:
         exact = results["exact"]
-        L = args.steps_per_meta_update
+        L = args.meta_interval
         print(
             f"{'exact meta update (k = ' + str(args.state_every) + ')':28}"
             f"{exact['seconds_per_step'] * L:>10.3f}{exact['peak_rss_mb']:>14.0f}"

@@ -60,21 +60,21 @@ class ExactMetaGradient:
         optimizer: A built `MetaOptimizer` with `meta_gradient="exact"`.
         loss_fn: `loss_fn(labels, logits, sample_weight=None)` → this
             replica's share of the mean loss (e.g. `TrainStep.loss_from_logits`).
-        steps: L, the inner steps of a window.
+        meta_interval: L, the inner steps of a window.
         state_every: k, keep every k-th state and recompute the rest.
     """
 
-    def __init__(self, model, optimizer, loss_fn, steps, state_every=1):
-        if not 1 <= state_every <= steps:
+    def __init__(self, model, optimizer, loss_fn, meta_interval, state_every=1):
+        if not 1 <= state_every <= meta_interval:
             raise ValueError(
-                f"state_every must be in [1, steps_per_meta_update = {steps}]; "
-                f"got {state_every}: a window of {steps} steps stores its states "
-                f"every k ≤ {steps} steps."
+                f"state_every must be in [1, meta_interval = {meta_interval}]; "
+                f"got {state_every}: a window of {meta_interval} steps stores its states "
+                f"every k ≤ {meta_interval} steps."
             )
         self.model = model
         self.optimizer = optimizer
         self.loss_fn = loss_fn
-        self.steps = steps
+        self.meta_interval = meta_interval
         self.state_every = state_every
         self._compiled = None  # the compiled steps, built on the first run
         opt = optimizer
@@ -221,11 +221,11 @@ class ExactMetaGradient:
                 "ExactMetaGradient.run loops over compiled steps in Python: call "
                 "it eagerly (MetaStep does), not inside a tf.function."
             )
-        if len(batches) != self.steps:
+        if len(batches) != self.meta_interval:
             raise ValueError(
-                f"the window has {self.steps} steps; got {len(batches)} batches."
+                f"the window has {self.meta_interval} steps; got {len(batches)} batches."
             )
-        L, k = self.steps, self.state_every
+        L, k = self.meta_interval, self.state_every
         compiled = self._compiled_steps()
         phi = tf.identity(self.optimizer.phi.value)
         state = compiled["read"]()

@@ -9,7 +9,7 @@ from keras_metaopt.train_step import TrainStep
 class MetaStep:
     """The inner part of Algorithm 1, compiled once with `tf.function`.
 
-    A call runs `steps_per_meta_update` (L) training steps of `model` with
+    A call runs `meta_interval` (L) training steps of `model` with
     `optimizer` (a `MetaOptimizer`) on batches from `train_iterator`, then one
     held-out forward/backward on a batch from `heldout_iterator` and the φ
     update from its meta-gradient: first-order by default, or exact (reverse
@@ -26,7 +26,8 @@ class MetaStep:
     Args:
         model: A Keras classifier mapping features to logits.
         optimizer: A built or unbuilt `MetaOptimizer`.
-        steps_per_meta_update: L, the inner steps per φ update (paper: 15).
+        meta_interval: L, the inner steps per φ update (paper: 15; the trainers'
+            `--meta-interval`).
         strategy: A `tf.distribute.Strategy`; defaults to the current one.
         state_every: Exact meta-gradient only: keep every k-th inner state
             and recompute the others in the backward sweep (default 1: keep
@@ -41,7 +42,7 @@ class MetaStep:
     >>> batches = stack(random_batches(4))
     >>> ds = tf.data.Dataset.from_tensor_slices(batches).repeat()
     >>> optimizer = MetaOptimizer(keras.optimizers.Adam(2e-5))
-    >>> step = MetaStep(tiny_classifier(), optimizer, steps_per_meta_update=3)
+    >>> step = MetaStep(tiny_classifier(), optimizer, meta_interval=3)
     >>> losses = step(iter(ds), iter(ds))  # 3 inner steps, then one φ update
     >>> sorted(losses)
     ['heldout_loss', 'meta_gradient', 'meta_gradient_norm', 'train_loss']
@@ -53,14 +54,12 @@ class MetaStep:
         self,
         model,
         optimizer,
-        steps_per_meta_update=15,
+        meta_interval=15,
         strategy=None,
         state_every=None,
     ):
-        if steps_per_meta_update < 1:
-            raise ValueError(
-                f"steps_per_meta_update must be >= 1; got {steps_per_meta_update}."
-            )
+        if meta_interval < 1:
+            raise ValueError(f"meta_interval must be >= 1; got {meta_interval}.")
         self.exact = getattr(optimizer, "meta_gradient_kind", None) == "exact"
         if state_every is not None and not self.exact:
             raise ValueError(
@@ -68,14 +67,14 @@ class MetaStep:
                 "MetaOptimizer with meta_gradient='exact'."
             )
         state_every = 1 if state_every is None else state_every
-        if not 1 <= state_every <= steps_per_meta_update:
+        if not 1 <= state_every <= meta_interval:
             raise ValueError(
-                f"state_every must be in [1, {steps_per_meta_update}] (the window "
-                f"of steps_per_meta_update steps); got {state_every}."
+                f"state_every must be in [1, {meta_interval}] (the window "
+                f"of meta_interval steps); got {state_every}."
             )
         self.model = model
         self.optimizer = optimizer
-        self.steps_per_meta_update = steps_per_meta_update
+        self.meta_interval = meta_interval
         self.state_every = state_every
         self.strategy = strategy or tf.distribute.get_strategy()
         self._inner = TrainStep(model, optimizer, strategy=self.strategy)
@@ -98,7 +97,7 @@ class MetaStep:
                 self.model,
                 self.optimizer,
                 self._inner.loss_from_logits,
-                self.steps_per_meta_update,
+                self.meta_interval,
                 self.state_every,
             )
         if self.exact:  # a Python loop over compiled steps (memory: see there)
@@ -112,7 +111,7 @@ class MetaStep:
         if heldout_iterator is None:
             heldout_iterator = train_iterator
         total = tf.constant(0.0, self._inner.loss_dtype)
-        for _ in tf.range(self.steps_per_meta_update):
+        for _ in tf.range(self.meta_interval):
             loss = self.strategy.run(
                 self._inner.replica_step, args=(next(train_iterator),)
             )
@@ -122,7 +121,7 @@ class MetaStep:
         )
         meta_grad = self.strategy.reduce("SUM", meta_grad, axis=None)
         return {
-            "train_loss": total / self.steps_per_meta_update,
+            "train_loss": total / self.meta_interval,
             "heldout_loss": self.strategy.reduce("SUM", loss, axis=None),
             "meta_gradient": meta_grad,
             "meta_gradient_norm": tf.norm(meta_grad),
@@ -140,7 +139,7 @@ class MetaStep:
         # training batches, then the held-out one.
         if heldout_iterator is None:
             heldout_iterator = train_iterator
-        batches = [next(train_iterator) for _ in range(self.steps_per_meta_update)]
+        batches = [next(train_iterator) for _ in range(self.meta_interval)]
         heldout = next(heldout_iterator)
         with self.strategy.scope():
             result = self._window.run(batches, heldout)

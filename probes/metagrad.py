@@ -3,11 +3,11 @@
     python -m probes.metagrad --init-from runs/xnli-proxy/english-only-seed0 \\
         --data-dir ../shared/data/xnli --preset presets/multilingual_e5_small \\
         --output-dir runs/probe-metagrad --heldout ur --sequence-length 64 \\
-        --phi random --window 15 --epsilon 0.25
+        --phi random --meta-interval 15 --epsilon 0.25
 
 From the English model θ_En and rates φ (`random`: the seeded N(0, 1) draw
 `trainers.meta` starts from; a number for every layer; or a `rates.json`),
-the tool trains L = `--window` steps on the other source languages (held-out
+the tool trains L = `--meta-interval` steps on the other source languages (held-out
 `--heldout`), exactly as one window of Algorithm 1, and then measures:
 
 1. the first-order meta-gradient g = dL_test/dφ that `MetaOptimizer` applies,
@@ -25,7 +25,7 @@ the tool trains L = `--window` steps on the other source languages (held-out
    with the mean held-out gradient over `--heldout-examples` pairs) and its
    prediction ⟨g*, u⟩ of each directional derivative.
 
-With `--window 1` the first-order meta-gradient is exact (Adam's first step
+With `--meta-interval 1` the first-order meta-gradient is exact (Adam's first step
 does not depend on φ), so the two agree up to O(ε²); for longer windows their
 gap is what the first-order approximation drops. Every trajectory uses Keras's
 Adam step (ε outside the root), the function the exact gradient differentiates
@@ -49,7 +49,7 @@ def build_parser():
         help="'random' (N(0, 1) seeded by --seed, as trainers.meta), a number, "
         "or a rates.json from a meta run.",
     )
-    g.add_argument("--window", type=int, default=15, help="L: inner steps.")
+    g.add_argument("--meta-interval", type=int, default=15, help="L: inner steps.")
     g.add_argument(
         "--epsilon", type=float, default=0.25, help="Finite-difference step in φ."
     )
@@ -70,10 +70,10 @@ def build_parser():
 
 
 def _check(args):
-    if args.window < 1 or args.epsilon <= 0:
-        return "--window must be >= 1 and --epsilon > 0."
-    if not 1 <= args.state_every <= args.window:
-        return "--state-every must be in [1, --window]."
+    if args.meta_interval < 1 or args.epsilon <= 0:
+        return "--meta-interval must be >= 1 and --epsilon > 0."
+    if not 1 <= args.state_every <= args.meta_interval:
+        return "--state-every must be in [1, --meta-interval]."
     return None
 
 

@@ -32,7 +32,7 @@ def run_metagrad(args):
         )
         optimizer.build(classifier.trainable_variables)
     phi0 = optimizer.phi.numpy().copy()
-    train = TrainStep(classifier, optimizer, args.window, run.strategy)
+    train = TrainStep(classifier, optimizer, args.meta_interval, run.strategy)
 
     def start(phi):
         """θ_En, a fresh base Adam, rates φ; returns the training stream."""
@@ -56,7 +56,7 @@ def run_metagrad(args):
         n,
         len(batches),
         ",".join(sorted(train_langs)),
-        args.window,
+        args.meta_interval,
     )
     train_loss = trajectory(phi0)
     results = heldout_grads(classifier, batches)
@@ -77,10 +77,10 @@ def run_metagrad(args):
             classifier,
             optimizer,
             train.loss_from_logits,
-            args.window,
+            args.meta_interval,
             args.state_every,
         )
-        window_batches = [next(stream) for _ in range(args.window)]
+        window_batches = [next(stream) for _ in range(args.meta_interval)]
         result = window.run(window_batches, list(batches))
         exact = result["meta_gradient"].numpy().astype(np.float64)
         logger.info(
@@ -119,7 +119,7 @@ def run_metagrad(args):
         "train_languages": sorted(train_langs),
         "heldout_examples": n,
         "heldout_batches": len(batches),
-        "window": args.window,
+        "window": args.meta_interval,  # probe.json's name for L
         "epsilon": args.epsilon,
         "groups": optimizer.group_names,
         "phi0": phi0.tolist(),

@@ -215,7 +215,7 @@ def test_meta_step_matches_a_tape_through_the_replayed_window(float64, kind):
         initial_phi=PHI,
         phi_optimizer=keras.optimizers.Adam(META_LR),
     )
-    step = MetaStep(model, optimizer, steps_per_meta_update=L)
+    step = MetaStep(model, optimizer, meta_interval=L)
     train_it = iter(tf.data.Dataset.from_tensor_slices(stack(train)))
     heldout_it = iter(tf.data.Dataset.from_tensor_slices(stack(heldout)))
 
@@ -350,7 +350,7 @@ def test_meta_steps_raise_the_rate_that_helps_and_lower_the_one_that_hurts(kind)
     )
     optimizer.build(model.trainable_variables)
     assert optimizer.group_names == ["good", "bad"]
-    step = MetaStep(model, optimizer, steps_per_meta_update=5)
+    step = MetaStep(model, optimizer, meta_interval=5)
     train = iter(_two_feature_data(400, 0, agree=True))
     heldout = iter(_two_feature_data(400, 1, agree=False))
     for _ in range(3):

@@ -26,7 +26,7 @@ def _run(strategy, meta_steps=2):
         optimizer = MetaOptimizer(
             keras.optimizers.Adam(1e-2), initial_phi=[0.5, -0.5, 0.0]
         )
-        step = MetaStep(model, optimizer, steps_per_meta_update=L, strategy=strategy)
+        step = MetaStep(model, optimizer, meta_interval=L, strategy=strategy)
     train, heldout = _datasets(8)
     train_it = iter(strategy.experimental_distribute_dataset(train))
     heldout_it = iter(strategy.experimental_distribute_dataset(heldout))
@@ -104,7 +104,7 @@ def test_mirrored_strategy_on_two_cpus_matches_single_device(mirrored):
 def test_joint_ablation_uses_training_batches():
     model = tiny_classifier()
     optimizer = MetaOptimizer(keras.optimizers.Adam(1e-2))
-    step = MetaStep(model, optimizer, steps_per_meta_update=L)
+    step = MetaStep(model, optimizer, meta_interval=L)
     train, _ = _datasets(8)
     iterator = iter(train)
     result = step(iterator)

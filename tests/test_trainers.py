@@ -371,7 +371,7 @@ def test_probe_metagrad_first_order_is_exact_for_one_step(workspace, meta_run):
     root, data_dir, preset = workspace
     out = root / "probe-metagrad"
     args = _common(data_dir, preset, out, "--init-from", str(meta_run[0]))
-    args += ["--learning-rate", "5e-2", "--window", "1", "--epsilon", "1e-2"]
+    args += ["--learning-rate", "5e-2", "--meta-interval", "1", "--epsilon", "1e-2"]
     report = probe_metagrad.main(args + ["--heldout", "ur", "--phi", "0.5"])
     assert report["phi0"] == pytest.approx([0.5] * len(report["groups"]))
     assert report["heldout_batches"] == 3  # 24 pairs, batches of 8
@@ -392,7 +392,7 @@ def test_probe_metagrad_longer_window_differs_from_first_order(workspace, meta_r
     root, data_dir, preset = workspace
     out = root / "probe-metagrad-long"
     args = _common(data_dir, preset, out, "--init-from", str(meta_run[0]))
-    args += ["--learning-rate", "1e-2", "--window", "6", "--epsilon", "1e-2"]
+    args += ["--learning-rate", "1e-2", "--meta-interval", "6", "--epsilon", "1e-2"]
     args += ["--heldout", "ur", "--phi", "random", "--meta-gradient", "exact"]
     report = probe_metagrad.main(args)
     assert len(set(np.round(report["phi0"], 6))) == len(report["groups"])
