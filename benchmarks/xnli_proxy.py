@@ -86,6 +86,15 @@ METHODS = {  # row name: (trainer, its flags, seeds)
         {"--meta-init": "pretrained", "--meta": "joint", **LONG_META},
         3,
     ),
+    # Beyond the paper (issue 24): rates that start at λ = 1 (plain
+    # fine-tuning) and may rise to 2, so that meta-training can also speed a
+    # layer up; σ(φ) can only slow one down.
+    "meta-paper-100-scaled": (
+        "meta",
+        {"--meta-init": "pretrained", "--rates-param": "scaled-sigmoid"}
+        | {"--initial-phi": 0, **LONG_META},
+        3,
+    ),
     # λ = exp(φ) from φ = 0 (plain fine-tuning), the exact meta-gradient.
     "meta-exp-exact-100": (
         "meta",

@@ -12,7 +12,7 @@ from trainers.reporting import compare
 def test_plan_is_seed_major_with_the_english_model_first():
     runs = xnli_proxy.plan(3, 2, None)
     assert runs[0] == ("english-only", 0)
-    assert runs[2:18] == [
+    assert runs[2:19] == [
         (m, 0)
         for m in (
             "finetune",
@@ -29,12 +29,13 @@ def test_plan_is_seed_major_with_the_english_model_first():
             "meta-paper-100",
             "meta-paper-100-shared",
             "meta-paper-100-joint",
+            "meta-paper-100-scaled",
             "meta-exp-exact-100",
             "finetune-fast",
         )
     ]
     assert runs[1] == ("english-only-fast", 0)
-    assert runs[36:] == [
+    assert runs[38:] == [
         ("english-only", 2),
         ("english-only-fast", 2),
         ("finetune", 2),
@@ -46,10 +47,11 @@ def test_plan_is_seed_major_with_the_english_model_first():
         ("meta-paper-100", 2),
         ("meta-paper-100-shared", 2),
         ("meta-paper-100-joint", 2),
+        ("meta-paper-100-scaled", 2),
         ("meta-exp-exact-100", 2),
         ("finetune-fast", 2),
     ]
-    assert len(runs) == 3 * 2 + 11 * 3 + 5 * 2
+    assert len(runs) == 3 * 2 + 12 * 3 + 5 * 2
     assert xnli_proxy.plan(3, 2, {"meta-joint"}) == [
         ("english-only", 0),
         ("meta-joint", 0),
