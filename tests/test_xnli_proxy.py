@@ -12,7 +12,7 @@ from trainers.reporting import compare
 def test_plan_is_seed_major_with_the_english_model_first():
     runs = xnli_proxy.plan(3, 2, None)
     assert runs[0] == ("english-only", 0)
-    assert runs[2:19] == [
+    assert runs[2:20] == [
         (m, 0)
         for m in (
             "finetune",
@@ -32,10 +32,11 @@ def test_plan_is_seed_major_with_the_english_model_first():
             "meta-paper-100-scaled",
             "meta-exp-exact-100",
             "finetune-fast",
+            "finetune-fast-en32",
         )
     ]
     assert runs[1] == ("english-only-fast", 0)
-    assert runs[38:] == [
+    assert runs[40:] == [
         ("english-only", 2),
         ("english-only-fast", 2),
         ("finetune", 2),
@@ -50,8 +51,9 @@ def test_plan_is_seed_major_with_the_english_model_first():
         ("meta-paper-100-scaled", 2),
         ("meta-exp-exact-100", 2),
         ("finetune-fast", 2),
+        ("finetune-fast-en32", 2),
     ]
-    assert len(runs) == 3 * 2 + 12 * 3 + 5 * 2
+    assert len(runs) == 3 * 2 + 13 * 3 + 5 * 2
     assert xnli_proxy.plan(3, 2, {"meta-joint"}) == [
         ("english-only", 0),
         ("meta-joint", 0),
@@ -111,6 +113,12 @@ def test_commands_share_the_seed_english_model(tmp_path):
     flags = _flags(cmd)
     assert cmd[1:3] == ["-m", "trainers.finetune"]
     assert flags["--init-from"] == str(tmp_path / "english-only-fast-seed2")
+    assert flags["--precision"] == "mixed_bfloat16" and "--group-by-length" in flags
+    # ... and finetune-fast-en32 from the float32 English model.
+    flags = _flags(
+        xnli_proxy.command("finetune-fast-en32", 2, args, xnli_proxy.BUDGET)[0]
+    )
+    assert flags["--init-from"] == str(tmp_path / "english-only-seed2")
     assert flags["--precision"] == "mixed_bfloat16" and "--group-by-length" in flags
 
 
