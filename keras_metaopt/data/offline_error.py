@@ -15,9 +15,10 @@ class OfflineError(ConnectionError):
 
     The message says what was tried and names the offline alternatives.
 
-    Usage:
-        >>> try:
-        ...     load_pairs("tfds", "dev", "de")
-        ... except OfflineError as err:
-        ...     print(err)  # ... Offline alternatives: ...
+    Usage (on a machine without the network, TFDS data not yet prepared):
+
+        try:
+            load_pairs("tfds", "dev", "de")
+        except OfflineError as err:
+            print(err)  # ... Offline alternatives: ...
     """

@@ -19,8 +19,9 @@ _RAW_SPEC = (
 def pairs_to_dataset(pairs):
     """`NliPairs` as a dataset of raw `((premise, hypothesis), label)` elements.
 
-    Usage:
-        >>> ds = pairs_to_dataset(load_pairs(data_dir, "dev", "de"))
+    Usage (needs a data directory):
+
+        ds = pairs_to_dataset(load_pairs(data_dir, "dev", "de"))
     """
     return tf.data.Dataset.from_tensor_slices(
         (
@@ -197,10 +198,11 @@ def make_dataset(
     `(features, labels)`, features being the preprocessor's dict (token_ids,
     padding_mask[, segment_ids]), labels int32.
 
-    Usage:
-        >>> pre = keras_hub.models.TextClassifierPreprocessor.from_preset(
-        ...     "bert_base_multi", sequence_length=128)
-        >>> ds = make_dataset(pairs, pre, 32, shuffle=True, seed=0, repeat=True)
+    Usage (needs the network for the preset):
+
+        pre = keras_hub.models.TextClassifierPreprocessor.from_preset(
+            "bert_base_multi", sequence_length=128)
+        ds = make_dataset(pairs, pre, 32, shuffle=True, seed=0, repeat=True)
     """
     ds = _as_raw_dataset(data)
     if shuffle:
@@ -259,9 +261,10 @@ def mix_languages(
     repeat the inputs for a longer stream. Feed the (raw) mixture to
     `make_dataset` to get mixed-language batches.
 
-    Usage:
-        >>> mixed = mix_languages({"de": de_pairs, "es": es_pairs}, seed=0)
-        >>> ds = make_dataset(mixed, pre, 32)
+    Usage (with `NliPairs` and a preprocessor as for `make_dataset`):
+
+        mixed = mix_languages({"de": de_pairs, "es": es_pairs}, seed=0)
+        ds = make_dataset(mixed, pre, 32)
     """
     if sampling not in ("uniform", "proportional"):
         raise ValueError(

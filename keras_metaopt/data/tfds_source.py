@@ -73,8 +73,9 @@ def load_tfds_pairs(name, split_name, lang, *, data_dir=None, skip_bad_rows=Fals
     unreachable. TFDS label ints are mapped to the canonical ids by name.
     Rows come in TFDS's order, which is not the order of the original files.
 
-    Usage:
-        >>> pairs = load_tfds_pairs("xnli", "dev", "de")
+    Usage (needs the network on the first call):
+
+        pairs = load_tfds_pairs("xnli", "dev", "de")
     """
     import tensorflow_datasets as tfds
 

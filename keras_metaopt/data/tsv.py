@@ -149,9 +149,10 @@ def read_nli_tsv(path, language=None, *, skip_bad_rows=False, source=None):
     dropped, counted in `NliPairs.num_skipped`, and reported in one logged
     warning with counts per kind and the first few `path:line`s.
 
-    Usage:
-        >>> pairs = read_nli_tsv("data/xnli/dev.de.tsv", "de")
-        >>> pairs.premises[0], pairs.labels[0]
+    Usage (needs such a file):
+
+        pairs = read_nli_tsv("data/xnli/dev.de.tsv", "de")
+        pairs.premises[0], pairs.labels[0]
     """
     path = str(path)
     rows, skipped = _read(path, language, skip_bad_rows, label_optional=False)
@@ -190,9 +191,10 @@ def read_pair_tsv(path, language=None):
     other (in training data it is a broken row). A file that cannot be opened
     raises `ValueError("cannot read PATH: why")`.
 
-    Usage:
-        >>> rows = read_pair_tsv("pairs.tsv")  # premise<TAB>hypothesis[<TAB>label]
-        >>> rows.premises[0], rows.line_numbers[0]
+    Usage (needs such a file):
+
+        rows = read_pair_tsv("pairs.tsv")  # premise<TAB>hypothesis[<TAB>label]
+        rows.premises[0], rows.line_numbers[0]
     """
     path = str(path)
     try:

@@ -95,12 +95,11 @@ class E5Tokenizer(XLMRobertaTokenizer):
     unigram model, equal-score segmentations that only order the same pieces
     differently, unlike HF: 2 of 49,797 XNLI dev sentences.)
 
-    Example:
+    Usage (needs the preset that `python -m tools.import_e5_small` writes):
 
-    >>> tok = E5Tokenizer(proto="presets/multilingual_e5_small/assets/"
-    ...                   "tokenizer/vocabulary.spm")  # doctest: +SKIP
-    >>> tok(["Hello world", "Hello world "])          # doctest: +SKIP
-    [[35378, 8999], [35378, 8999, 6]]
+        tok = E5Tokenizer(proto="presets/multilingual_e5_small/assets/"
+                                "tokenizer/vocabulary.spm")
+        tok(["Hello world", "Hello world "])  # [[35378, 8999], [35378, 8999, 6]]
     """
 
     def _set_proto_tf(self, proto):

@@ -33,8 +33,11 @@ class RandomRunDir:
     pairs get clearly different probabilities.
 
     Example:
-        >>> RandomRunDir(encoder="bert").write("/tmp/run")
-        PosixPath('/tmp/run')
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     run = RandomRunDir(encoder="bert").write(f"{tmp}/run")
+        ...     sorted(p.name for p in run.iterdir())
+        ['model', 'rates.json', 'run.json']
         >>> big = RandomRunDir(num_layers=12, hidden_dim=384, num_heads=12,
         ...                    intermediate_dim=1536, vocabulary_size=250_037,
         ...                    sequence_length=128)

@@ -29,11 +29,11 @@ class NliClient:
     It does not import TensorFlow itself (see :mod:`serving.client.proto_imports`).
     RPC failures surface as ``grpc.RpcError``.
 
-    Example:
-        >>> with NliClient("127.0.0.1:8500") as client:
-        ...     labels, probs = client.predict(["A man plays."], ["A man is playing."])
-        >>> labels, probs.shape
-        (['entailment'], (1, 3))
+    Usage (needs a running server):
+
+        with NliClient("127.0.0.1:8500") as client:
+            labels, probs = client.predict(["A man plays."], ["A man is playing."])
+        labels, probs.shape  # (['entailment'], (1, 3))
     """
 
     def __init__(

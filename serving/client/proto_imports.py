@@ -17,10 +17,11 @@ import types
 def import_protos_without_tensorflow() -> bool:
     """Register the bare ``tensorflow`` package; False if TF is already imported.
 
-    Example:
-        >>> import_protos_without_tensorflow()
-        True
-        >>> from tensorflow_serving.apis import predict_pb2  # ~0.3 s, not ~5 s
+    Usage (first thing in a process that never uses TensorFlow itself, as above;
+    not in a test session, whose later ``import tensorflow`` it would break):
+
+        import_protos_without_tensorflow()  # True
+        from tensorflow_serving.apis import predict_pb2  # ~0.3 s, not ~5 s
     """
     if "tensorflow" in sys.modules:
         return False

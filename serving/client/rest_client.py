@@ -26,9 +26,10 @@ class RestNliClient:
     REST port too (``request_limits`` is then None). Failures raise
     :class:`RestError` (an answer) or ``OSError`` (no answer).
 
-    Example:
-        >>> with RestNliClient("127.0.0.1:8501") as client:
-        ...     labels, probs = client.predict(["A man plays."], ["A man is playing."])
+    Usage (needs a running server):
+
+        with RestNliClient("127.0.0.1:8501") as client:
+            labels, probs = client.predict(["A man plays."], ["A man is playing."])
     """
 
     def __init__(

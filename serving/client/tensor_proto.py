@@ -36,9 +36,15 @@ def string_tensor(values, tensor_proto_cls):
 def to_array(proto) -> np.ndarray:
     """A TensorProto as a numpy array (strings as an object array of bytes).
 
-    Example:
-        >>> to_array(response.outputs["probabilities"]).shape
+    Example (protos made here; from a server: ``response.outputs[...]``):
+        >>> import numpy as np
+        >>> import tensorflow as tf
+        >>> probabilities = tf.make_tensor_proto(np.full((2, 3), 0.25, np.float32))
+        >>> to_array(probabilities).shape
         (2, 3)
+        >>> from tensorflow.core.framework import tensor_pb2
+        >>> to_array(string_tensor(["a", b"b"], tensor_pb2.TensorProto))
+        array([b'a', b'b'], dtype=object)
     """
     shape = [d.size for d in proto.tensor_shape.dim]
     if proto.dtype == DT_STRING:

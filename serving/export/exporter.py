@@ -70,9 +70,9 @@ class Exporter:
     only then is it renamed into place, so a polling server never sees a
     half-written or unverified version.
 
-    Example:
-        >>> Exporter("runs/meta", "models/nli/1").export()
-        PosixPath('models/nli/1')
+    Usage (needs a trained run):
+
+        Exporter("runs/meta", "models/nli/1").export()  # PosixPath('models/nli/1')
     """
 
     def __init__(

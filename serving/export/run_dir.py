@@ -19,11 +19,12 @@ class RunDir:
     construction so that a broken run fails before any export work starts; the
     classifier itself is loaded lazily by :meth:`load_classifier`.
 
-    Example:
-        >>> run = RunDir("runs/meta-en-el-ur")
-        >>> run.labels, run.sequence_length
-        (['entailment', 'neutral', 'contradiction'], 128)
-        >>> classifier = run.load_classifier()
+    Usage (needs a trained run):
+
+        run = RunDir("runs/meta-en-el-ur")
+        run.labels, run.sequence_length
+        # (['entailment', 'neutral', 'contradiction'], 128)
+        classifier = run.load_classifier()
     """
 
     def __init__(self, path):

@@ -42,9 +42,10 @@ class ServingModule(tf.Module):
     --xla_cpu_compilation_enabled=true`` (it fails the first request without
     it), ``python -m serving.server --xla-cpu-compilation-enabled``.
 
-    Example:
-        >>> module = ServingModule(classifier, labels, '{"labels": []}')
-        >>> tf.saved_model.save(module, path, signatures=module.signatures())
+    Usage (with a trained classifier, e.g. ``RunDir.load_classifier()``):
+
+        module = ServingModule(classifier, labels, '{"labels": []}')
+        tf.saved_model.save(module, path, signatures=module.signatures())
     """
 
     def __init__(

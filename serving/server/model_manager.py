@@ -27,13 +27,13 @@ class ModelManager:
     running on them finish first. A version that fails to load is retried up to
     ``max_load_retries`` times, ``retry_seconds`` apart.
 
-    Example:
-        >>> from tensorflow_serving.config import model_server_config_pb2 as cfg
-        >>> manager = ModelManager(
-        ...     [cfg.ModelConfig(name="nli", base_path="models/nli")])
-        >>> manager.start()
-        >>> manager.resolve(request.model_spec).version
-        2
+    Usage (needs exported versions under ``models/nli``):
+
+        from tensorflow_serving.config import model_server_config_pb2 as cfg
+        manager = ModelManager(
+            [cfg.ModelConfig(name="nli", base_path="models/nli")])
+        manager.start()
+        manager.resolve(request.model_spec).version  # 2, the newest
     """
 
     def __init__(

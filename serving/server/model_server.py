@@ -19,14 +19,13 @@ class ModelServer:
     and TF Serving's REST API to ``host:rest_port`` when ``rest_port`` is not
     None (0: any free port), both answering from one model manager.
 
-    Example:
-        >>> manager = ModelManager.for_model("nli", "models/nli")
-        >>> server = ModelServer(manager, port=0, rest_port=0)
-        >>> port = server.start()
-        >>> server.bound_rest_port
-        40123
-        >>> server.stop(grace=10)
-        True
+    Usage (needs exported versions under ``models/nli``; starts a server):
+
+        manager = ModelManager.for_model("nli", "models/nli")
+        server = ModelServer(manager, port=0, rest_port=0)
+        port = server.start()
+        server.bound_rest_port  # the REST port picked, e.g. 40123
+        server.stop(grace=10)  # True: every request finished
     """
 
     def __init__(

@@ -21,8 +21,9 @@ class ModelServicer:
     ``status`` takes and returns the protos and raises :class:`RequestError`
     (the REST API calls it too).
 
-    Example:
-        >>> ModelServicer(manager).add_to_server(server)
+    Usage (with a ``ModelManager`` and a ``grpc.Server``):
+
+        ModelServicer(manager).add_to_server(server)
     """
 
     SERVICE = "tensorflow.serving.ModelService"

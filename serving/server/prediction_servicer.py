@@ -67,9 +67,10 @@ class PredictionServicer:
     the request/response protos and raise :class:`RequestError`: the REST API
     calls them too.
 
-    Example:
-        >>> server = grpc.server(pool)
-        >>> PredictionServicer(manager).add_to_server(server)
+    Usage (with a ``ModelManager``; ``pool`` a thread pool for the server):
+
+        server = grpc.server(pool)
+        PredictionServicer(manager).add_to_server(server)
     """
 
     SERVICE = "tensorflow.serving.PredictionService"

@@ -41,6 +41,7 @@ class RequestBatcher:
         >>> batcher.submit({"a": np.array([1, 2])})["y"].tolist()
         [2, 4]
         >>> batcher.close()
+        True
     """
 
     def __init__(

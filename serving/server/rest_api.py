@@ -61,9 +61,11 @@ class RestApi:
 
     Errors are ``{"error": "..."}`` with TF Serving's HTTP code for the status.
 
-    Example:
-        >>> app = RestApi(PredictionServicer(manager), ModelServicer(manager))
-        >>> make_server("127.0.0.1", 8501, app, threaded=True).serve_forever()
+    Usage (with a ``ModelManager``; serves until killed):
+
+        from werkzeug.serving import make_server
+        app = RestApi(PredictionServicer(manager), ModelServicer(manager))
+        make_server("127.0.0.1", 8501, app, threaded=True).serve_forever()
     """
 
     def __init__(

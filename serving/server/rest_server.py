@@ -24,10 +24,11 @@ class _QuietHandler(WSGIRequestHandler):
 class RestServer:
     """Serves a :class:`RestApi` on ``host:port`` in a background thread.
 
-    Example:
-        >>> rest = RestServer(RestApi(predictions, models), port=0)
-        >>> port = rest.start()
-        >>> rest.stop(grace=10)
+    Usage (with the servicers of a ``ModelManager``; starts a server):
+
+        rest = RestServer(RestApi(predictions, models), port=0)
+        port = rest.start()
+        rest.stop(grace=10)
     """
 
     def __init__(self, app: RestApi, host="127.0.0.1", port=8501, ssl_context=None):

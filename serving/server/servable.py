@@ -32,11 +32,12 @@ class Servable:
     GetModelMetadata), checks every request against them before anything runs,
     and runs signatures directly or through a :class:`RequestBatcher`.
 
-    Example:
-        >>> s = Servable("nli", 1, "models/nli/1", BatchingConfig())
-        >>> s.warmup()
-        >>> arrays = s.prepare("serving_default", request.inputs)
-        >>> outputs = s.run("serving_default", arrays)
+    Usage (needs an exported version in ``models/nli/1``):
+
+        s = Servable("nli", 1, "models/nli/1", BatchingConfig())
+        s.warmup()
+        arrays = s.prepare("serving_default", request.inputs)
+        outputs = s.run("serving_default", arrays)
     """
 
     def __init__(
