@@ -93,6 +93,7 @@ def meta_train(run, classifier, sources):
         args.rounds * per_round,
         checkpoint_every=max(1, args.checkpoint_every // args.meta_interval),
         unit="meta step",
+        where="meta step",
         counter="progress",
         optimizer=optimizer,
         steps_down=steps_down,
