@@ -269,18 +269,20 @@ def check_args(args):
         )
     if args.dry_run:  # only prints the commands: the inputs need not exist yet
         return problems
-    from trainers import validate
+    from trainers.data_checks import check_data_dir
+    from trainers.output_checks import check_output_dir
+    from trainers.preset_checks import check_preset
 
-    problem, _ = validate.check_preset("--preset", args.preset)
+    problem, _ = check_preset("--preset", args.preset)
     problems += [problem] if problem else []
-    problems += validate.check_data_dir(args.data_dir)
+    problems += check_data_dir(args.data_dir)
     for flag, path in (
         ("--work-dir", args.work_dir),
         ("--results-dir", args.results_dir),
     ):
         problems += [
             p.replace("--output-dir", flag)
-            for p in validate.check_output_dir(pathlib.Path(path))
+            for p in check_output_dir(pathlib.Path(path))
         ]
     return problems
 

@@ -354,8 +354,8 @@ def test_a_pure_resume_continues_and_reports_the_stages(space):
         "eval": "new",
     }
     # The English stage is complete: its data is not read again; the others are.
-    assert validate.loaded_pairs(args, "train_mt", "en") is not None  # meta needs it
-    assert len(validate.loaded_pairs(args, "dev[:24]", "el")) == 24
+    assert plan.pairs.get(("train_mt", "en")) is not None  # meta needs it
+    assert len(plan.pairs[("dev[:24]", "el")]) == 24
 
 
 def test_unrecorded_flags_at_their_default_and_respelled_paths_resume(space):
@@ -387,7 +387,7 @@ def test_skip_bad_rows_counts_them_and_validates(space, caplog):
     assert problems == []
     assert "Skipped 1 malformed row(s) of 48" in caplog.text
     assert f"{root}/bad-data/dev.el.tsv:5" in caplog.text
-    ur = validate.loaded_pairs(args, "dev[:24]", "ur")
+    ur = plan.pairs[("dev[:24]", "ur")]
     assert len(ur) == 24 and "" not in ur.premises
 
 

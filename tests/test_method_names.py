@@ -32,7 +32,7 @@ def test_method_names(trainer, flags, name):
 
 
 def test_another_method_name_resumes_the_run():
-    from trainers.validate import differing_flags
+    from trainers.output_checks import differing_flags
 
     parser = meta.build_parser()
     stored = vars(parser.parse_args(BASE))

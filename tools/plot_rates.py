@@ -103,13 +103,13 @@ def main(argv=None):
     if argv is None:
         cli.install_excepthook(parser.prog, debug=args.log_level == "DEBUG")
     cli.import_tensorflow()
-    from trainers import validate
+    from trainers.output_checks import check_output_file
 
     problems = []
     if not pathlib.Path(args.run_dir).is_dir():
         problems.append(f"{args.run_dir}: no such run directory")
     if args.out:
-        problems += validate.check_output_file(args.out, "--out")
+        problems += check_output_file(args.out, "--out")
     if not problems:
         try:
             read_rates(args.run_dir)

@@ -78,8 +78,8 @@ def main(argv=None):
     import keras_hub
     import numpy as np
 
-    from trainers import validate
     from trainers.evaluation import evaluate
+    from trainers.output_checks import check_output_file
     from trainers.reporting import (
         compare,
         load_results,
@@ -128,7 +128,7 @@ def main(argv=None):
                 "--pool-mixed-settings to average them anyway"
             )
     if args.output:
-        problems += validate.check_output_file(args.output, "--output")
+        problems += check_output_file(args.output, "--output")
     if problems:
         cli.fail(parser.prog, problems)
     methods = {r["method"] for r in runs}
@@ -147,17 +147,19 @@ def check_model_args(parser, args):
     """Checks --model's inputs; returns `{lang: pairs}` or fails (exit 2)."""
     import keras_metaopt.models  # noqa: F401  (registers E5Tokenizer for presets)
     from keras_metaopt import data
-    from trainers import validate
+    from trainers.data_checks import check_data_dir, load_checked
+    from trainers.output_checks import check_output_file
+    from trainers.preset_checks import check_preset
 
     if not args.data_dir:
         parser.error("--model needs --data-dir")
-    problem, _ = validate.check_preset("--model", args.model, need_task=True)
+    problem, _ = check_preset("--model", args.model, need_task=True)
     problems = [problem] if problem else []
     if args.batch_size < 1:
         problems.append(f"--batch-size {args.batch_size}: must be >= 1")
     if args.output:
-        problems += validate.check_output_file(args.output, "--output")
-    data_problems = validate.check_data_dir(args.data_dir)
+        problems += check_output_file(args.output, "--output")
+    data_problems = check_data_dir(args.data_dir)
     pairs = {}
     if not data_problems:
         try:
@@ -172,9 +174,7 @@ def check_model_args(parser, args):
             data_problems.append(f"--split {args.split}: {' '.join(str(err).split())}")
         grouped = {}
         for lang in languages:
-            found, problem = validate.load_checked(
-                args.data_dir, args.split, lang, "--split"
-            )
+            found, problem = load_checked(args.data_dir, args.split, lang, "--split")
             if problem:
                 grouped.setdefault(problem, []).append(lang)
             else:

@@ -20,7 +20,7 @@ from trainers.flags import (
     add_common_flags,
     finished_results,
     learning_rate_suffix,
-    parse_args,
+    parse_run,
 )
 
 
@@ -46,13 +46,13 @@ def method_name(args):
 def main(argv=None):
     """Runs `trainers.finetune` on `argv` (default: the command line); True
     when every stage finished and was evaluated."""
-    args = parse_args(build_parser(), argv, trainer="finetune")
-    done = finished_results(args)
+    args, plan = parse_run(build_parser(), argv, "finetune")
+    done = finished_results(plan)
     if done is not None:
         return done
     from trainers.finetune_training import train  # TensorFlow, after the checks
 
-    return train(args, method_name(args))
+    return train(args, method_name(args), plan)
 
 
 if __name__ == "__main__":

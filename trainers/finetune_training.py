@@ -21,10 +21,10 @@ def layer_decay_rates(group_names, decay):
     }
 
 
-def train(args, method):
-    """The baseline's stages for the checked command line `args`; True when
-    evaluated."""
-    run = Run(args, method, setup_process(args))
+def train(args, method, plan=None):
+    """The baseline's stages for the checked command line `args` and its
+    `plan` (`trainers.flags.parse_run`); True when evaluated."""
+    run = Run(args, method, setup_process(args), plan)
     stage1 = run.english_model()
     final = run.dir / MODEL_DIR
     if not run.aux:  # English only: the English model is the final one

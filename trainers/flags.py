@@ -265,18 +265,29 @@ def learning_rate_suffix(args):
     return f"-lr{args.learning_rate:g}"
 
 
-def parse_args(parser, argv, trainer=None):
-    """Parses and checks a command line; on bad input prints one line per
-    problem (`PROG: error: …`) and exits 2.
+def parse_args(parser, argv):
+    """Parses a command line and checks its numbers; on bad input prints one
+    line per problem (`PROG: error: …`) and exits 2. Returns the arguments."""
+    return _parse(parser, argv, None)[0]
 
-    `trainer` ("meta", "finetune") checks the whole run before any model is
-    built (`trainers.validate.check`: numbers, preset, data of every stage,
-    the output directory and a rerun's settings) and prepares the directory
-    (`--overwrite`); without it only the numbers are checked. Called from the
-    real command line (`argv` None), failures print one line (the traceback
-    with `--log-level debug`) and SIGINT/SIGTERM stop training at a step
-    boundary with a checkpoint (exit 130/143).
+
+def parse_run(parser, argv, trainer):
+    """Parses and checks a `trainers.{trainer}` command line; returns
+    `(args, plan)`, the `trainers.validate.Plan` of the run.
+
+    The whole run is checked before any model is built
+    (`trainers.validate.check`: numbers, preset, data of every stage, the
+    output directory and a rerun's settings) and the directory prepared
+    (`--overwrite`). On bad input it prints one line per problem
+    (`PROG: error: …`) and exits 2. Called from the real command line (`argv`
+    None), failures print one line (the traceback with `--log-level debug`)
+    and SIGINT/SIGTERM stop training at a step boundary with a checkpoint
+    (exit 130/143).
     """
+    return _parse(parser, argv, trainer)
+
+
+def _parse(parser, argv, trainer):
     cli.one_line_errors(parser)
     cli.forget_created_dirs()
     args = parser.parse_args(argv)
@@ -287,6 +298,7 @@ def parse_args(parser, argv, trainer=None):
     if argv is None:
         cli.install_excepthook(parser.prog, debug=args.log_level == "DEBUG")
         cli.install_stop(parser.prog, sys.argv[1:])
+    plan = None
     if trainer is None:
         problems = validate.check_ranges(parser, args)
     else:
@@ -297,17 +309,16 @@ def parse_args(parser, argv, trainer=None):
         given = sys.argv[1:] if argv is None else list(argv)
         plan.command = cli.resume_command(parser.prog, given)
         validate.start(plan, args)
-    return args
+    return args, plan
 
 
-def finished_results(args):
-    """The results of a run that has finished (every stage and its evaluation),
-    logged in one line; None if there is work to do. A finished run is not
-    redone: `--overwrite` runs it again."""
+def finished_results(plan):
+    """The results of the `plan`'s run if it has finished (every stage and its
+    evaluation), logged in one line; None if there is work to do. A finished
+    run is not redone: `--overwrite` runs it again."""
     from trainers import validate
 
-    plan = validate.plan_for(args)
-    if plan is None or not validate.finished(plan):
+    if not validate.finished(plan):
         return None
     path = plan.run_dir / RESULTS_JSON
     logging.getLogger("keras_metaopt.trainers").info(

@@ -21,7 +21,7 @@ from trainers.flags import (
     add_meta_flags,
     finished_results,
     learning_rate_suffix,
-    parse_args,
+    parse_run,
 )
 
 
@@ -50,13 +50,13 @@ def method_name(args):
 def main(argv=None):
     """Runs `trainers.meta` on `argv` (default: the command line); True when
     every stage finished and was evaluated."""
-    args = parse_args(build_parser(), argv, trainer="meta")
-    done = finished_results(args)
+    args, plan = parse_run(build_parser(), argv, "meta")
+    done = finished_results(plan)
     if done is not None:
         return done
     from trainers.meta_training import train  # TensorFlow, after the checks
 
-    return train(args, method_name(args))
+    return train(args, method_name(args), plan)
 
 
 if __name__ == "__main__":

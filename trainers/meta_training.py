@@ -185,9 +185,10 @@ def write_meta_summaries(writer, step, result, optimizer, held_out, languages, l
             tf.summary.text("meta/heldout", held_out or "(joint)")
 
 
-def train(args, method):
-    """Stages 1–4 for the checked command line `args`; True when evaluated."""
-    run = Run(args, method, setup_process(args))
+def train(args, method, plan=None):
+    """Stages 1–4 for the checked command line `args` and its `plan`
+    (`trainers.flags.parse_run`); True when evaluated."""
+    run = Run(args, method, setup_process(args), plan)
     stage1 = run.english_model()
     final = run.dir / MODEL_DIR
     if holds_classifier(final):

@@ -12,7 +12,7 @@ import numpy as np
 
 from keras_metaopt.formats import RESULTS_JSON
 from keras_metaopt.run_record import recorded_args
-from trainers.validate import PATH_FLAGS, RESUME_SAFE
+from trainers.output_checks import PATH_FLAGS, RESUME_SAFE
 
 # What a trainer's results.json must hold to be compared.
 RESULT_KEYS = (

@@ -32,8 +32,8 @@ from keras_metaopt.formats import (
     write_json,
 )
 from keras_metaopt.run_record import make_run_record, write_run_record
-from trainers import validate
 from trainers.evaluation import evaluate
+from trainers.output_checks import RUN_ARTIFACTS, run_directory
 from trainers.reporting import mean_accuracy, results_table, run_settings
 from trainers.stage_loop import stage_seed, train_stage
 
@@ -49,15 +49,19 @@ class Run:
 
     `strategy` comes from `trainers.process.setup_process(args)`, which must
     have been called first (it sets the seeds and devices this class relies on).
+    `plan`: the `trainers.validate.Plan` that checked `args`
+    (`trainers.flags.parse_run`), whose data is used instead of reading it
+    again; None (the probes) reads the data here and writes a new run.json.
     """
 
-    def __init__(self, args, method, strategy):
+    def __init__(self, args, method, strategy, plan=None):
         self.args = args
         self.method = method
         self.strategy = strategy
-        self.dir = validate.run_directory(args)
+        self.plan = plan
+        self.dir = run_directory(args)
         if not self.dir.exists():  # removed again if this process fails early
-            cli.created_dir(self.dir, validate.RUN_ARTIFACTS)
+            cli.created_dir(self.dir, RUN_ARTIFACTS)
         self.dir.mkdir(parents=True, exist_ok=True)
         # Work left by an earlier process: this run's wall time is partial.
         self.resumed = any(self.dir.glob("checkpoints/*/checkpoint")) or any(
@@ -68,7 +72,6 @@ class Run:
         self.writer = tf.summary.create_file_writer(str(self.dir / TB_DIR))
         self.started = time.time()
         # A validated rerun keeps the run.json its weights were trained with.
-        plan = validate.plan_for(args)
         if plan is None or plan.fresh:
             record = make_run_record(
                 method=method,
@@ -147,7 +150,7 @@ class Run:
 
     # ---- data ----------------------------------------------------------
     def pairs(self, split, lang):
-        checked = validate.loaded_pairs(self.args, split, lang)
+        checked = self.plan.pairs.get((split, lang)) if self.plan else None
         if checked is not None:
             return checked
         return data.load_pairs(
