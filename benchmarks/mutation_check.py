@@ -27,11 +27,14 @@ from keras_metaopt import cli
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 META_TESTS = (
-    "tests/test_meta_references.py",
-    "tests/test_meta_optimizer.py",
-    "tests/test_meta_step.py",
+    "tests/keras_metaopt/test_meta_references.py",
+    "tests/keras_metaopt/test_meta_optimizer.py",
+    "tests/keras_metaopt/test_meta_step.py",
 )
-LABEL_TESTS = ("tests/test_data.py", "tests/test_data_pipeline.py")
+LABEL_TESTS = (
+    "tests/keras_metaopt/test_data.py",
+    "tests/keras_metaopt/test_data_pipeline.py",
+)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -28,7 +28,7 @@ those three methods; `check_wrappable` refuses the others when the
 - classes without an `update_step` (`keras.optimizers.Optimizer` itself);
 - EMA, gradient accumulation and loss scaling on the base optimizer.
 
-`tests/test_base_step.py` runs every class in `keras.optimizers` against this:
+`tests/keras_metaopt/test_base_step.py` runs every class in `keras.optimizers` against this:
 each either reproduces its own `apply` at λ = 1 or is refused here. The
 first-order path touches the base optimizer's private API only here; the exact
 mode instead recomputes Adam's step functionally from its slots

@@ -4,7 +4,7 @@ step must be differentiable (`MetaOptimizer`), and the check that a base
 optimizer is one whose step this is.
 
 `adam_step(..., inside_root=False)` is `keras.optimizers.Adam.update_step`'s
-arithmetic op for op (tests/test_exact_meta_gradient.py checks it bit for bit);
+arithmetic op for op (tests/keras_metaopt/test_exact_meta_gradient.py checks it bit for bit);
 `inside_root=True` puts ε inside the square root, so that the derivative stays
 finite where v̂ ≈ 0.
 """

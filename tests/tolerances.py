@@ -33,7 +33,7 @@ can do worse (a key bias, whose true gradient is zero, moves by rounding noise
 alone): that is why the comparison is a norm over a group, not elementwise.
 
 A real defect moves an endpoint by far more: a rate λ off by 1 % changes its
-group's steps by 1 % (`tests/test_exact_meta_gradient.py` checks that this
+group's steps by 1 % (`tests/keras_metaopt/test_exact_meta_gradient.py` checks that this
 fails the same comparison by two orders of magnitude), a wrong mask or Adam
 step by O(1).
 """

@@ -27,7 +27,7 @@ logger = logging.getLogger("keras_metaopt.trainers")
 # stored run.json only in these resumes the run. Every other flag of the
 # parser -- including any flag added later -- is result-changing.
 # state_every: the exact meta-gradient's memory/recomputation trade-off; the
-# results are bit-identical for every k (tests/test_exact_meta_gradient.py).
+# results are bit-identical for every k (tests/keras_metaopt/test_exact_meta_gradient.py).
 RESUME_SAFE = frozenset(
     {
         "output_dir",

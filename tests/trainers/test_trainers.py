@@ -35,7 +35,7 @@ WORDS = {
     "ur": "بلی کتا آدمی عورت دوڑتا سوتا کھاتا گھر گاڑی سبز",
 }
 LABELS = ("entailment", "neutral", "contradiction")
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def _write(path, rows):

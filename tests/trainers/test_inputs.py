@@ -24,7 +24,15 @@ import pytest
 from benchmarks import xnli_proxy
 from keras_metaopt.testing import make_tiny_preset
 from serving.export import command as export_cli
-from tests.test_trainers import LANGS, META, ROOT, _common, _rows, _weights, _write
+from tests.trainers.test_trainers import (
+    LANGS,
+    META,
+    ROOT,
+    _common,
+    _rows,
+    _weights,
+    _write,
+)
 from tools import import_e5_small, plot_rates
 from trainers import evaluate as evaluate_cli
 from trainers import finetune, meta, validate

@@ -15,7 +15,7 @@ from keras_metaopt.data import network, tfds_source
 from tests.required import missing
 
 # The shared data folder beside the checkout.
-XNLI_DIR = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "xnli"
+XNLI_DIR = pathlib.Path(__file__).resolve().parents[3] / "shared" / "data" / "xnli"
 HEADER = "premise\thypothesis\tlabel\n"
 
 
@@ -627,7 +627,7 @@ def test_pair_tsv_reader_imports_without_tensorflow():
         [sys.executable, "-c", code],
         capture_output=True,
         text=True,
-        cwd=pathlib.Path(__file__).resolve().parents[1],
+        cwd=pathlib.Path(__file__).resolve().parents[2],
         check=True,
     )
     assert done.stdout.split() == ["False", "False"]

@@ -20,7 +20,7 @@ import pytest
 import tensorflow as tf
 
 from keras_metaopt import MetaStep, TrainStep, data
-from tests.test_trainers import (  # noqa: F401  (workspace is a fixture)
+from tests.trainers.test_trainers import (  # noqa: F401  (workspace is a fixture)
     LANGS,
     ROOT,
     _common,

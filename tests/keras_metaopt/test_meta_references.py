@@ -236,7 +236,7 @@ def test_meta_step_matches_a_tape_through_the_replayed_window(float64, kind):
         # exact: the replay's tape takes LayerNorm's second derivatives as
         # tf.nn.moments gives them (mean's gradient stopped), the exact sweep
         # exactly; that term is ~1e-4 of the gradient here
-        # (tests/test_exact_meta_gradient.py checks against float64 FD).
+        # (tests/keras_metaopt/test_exact_meta_gradient.py checks against float64 FD).
         tolerance = 1e-6 if kind == "first_order" else 1e-3
         assert np.linalg.norm(got - expected) <= tolerance * np.linalg.norm(expected), (
             window,
