@@ -43,7 +43,7 @@ import keras
 import tensorflow as tf
 
 from keras_metaopt import rate_param
-from keras_metaopt.functional_adam import adam_step
+from keras_metaopt.functional_adam import adam_slots, adam_step
 
 
 class ExactMetaGradient:
@@ -99,8 +99,9 @@ class ExactMetaGradient:
         """(θ, m, v, seeds, iteration) of the optimizer and model, as tensors."""
         opt, base = self.optimizer, self.optimizer.base_optimizer
         theta = [tf.identity(v.value) for v in opt.trained_variables]
-        m = [tf.identity(s.value) for s in base._momentums]
-        v = [tf.identity(s.value) for s in base._velocities]
+        momentums, velocities = adam_slots(base)
+        m = [tf.identity(s.value) for s in momentums]
+        v = [tf.identity(s.value) for s in velocities]
         nt = self.model.non_trainable_variables
         seeds = [tf.identity(nt[i].value) for i in self._seed_index]
         return theta, m, v, seeds, tf.identity(base.iterations.value)
@@ -109,10 +110,11 @@ class ExactMetaGradient:
         """Assigns θ, the slots, the seeds; advances both step counters by `steps`."""
         opt, base = self.optimizer, self.optimizer.base_optimizer
         nt = self.model.non_trainable_variables
+        momentums, velocities = adam_slots(base)
         targets = (
             list(opt.trained_variables)
-            + list(base._momentums)
-            + list(base._velocities)
+            + list(momentums)
+            + list(velocities)
             + [nt[i] for i in self._seed_index]
         )
         values = list(theta) + list(m) + list(v) + list(seeds)

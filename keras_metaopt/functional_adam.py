@@ -62,3 +62,14 @@ def check_base_optimizer(base):
                 f"meta_gradient='exact' does not support `{attr}` on the base "
                 "optimizer (clipping is not differentiated)."
             )
+
+
+def adam_slots(base):
+    """`(momentums, velocities)` of a built Keras Adam/AdamW: its slot
+    variables, one per trained variable, in build order.
+
+    Keras has no public accessor for them; this is the one place that reads
+    the private lists `keras/optimizers/adam.py` builds (`_momentums`,
+    `_velocities`), so a change there breaks here only.
+    """
+    return base._momentums, base._velocities

@@ -5,7 +5,7 @@ import tensorflow as tf
 from keras import ops
 
 from keras_metaopt import base_step, rate_param
-from keras_metaopt.functional_adam import adam_step, check_base_optimizer
+from keras_metaopt.functional_adam import adam_slots, adam_step, check_base_optimizer
 from keras_metaopt.layer_groups import LayerGroups
 from keras_metaopt.rates_file import read_rates, write_rates
 
@@ -269,7 +269,8 @@ class MetaOptimizer(keras.optimizers.Optimizer):
         unless `epsilon_inside_root`)."""
         base = self.base_optimizer
         index = base._get_variable_index(variable)
-        m, v = base._momentums[index], base._velocities[index]
+        momentums, velocities = adam_slots(base)
+        m, v = momentums[index], velocities[index]
         m_new, v_new, update = adam_step(
             gradient,
             ops.convert_to_tensor(m),
