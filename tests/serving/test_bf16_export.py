@@ -20,6 +20,7 @@ def bf16_base(run_dir, tmp_path_factory):
     return base
 
 
+@pytest.mark.slow
 def test_metadata_records_the_precision(bf16_base):
     meta = json.loads(
         (bf16_base / "1" / "assets.extra" / "keras_metaopt.json").read_text()
@@ -27,6 +28,7 @@ def test_metadata_records_the_precision(bf16_base):
     assert meta["inference"]["precision"] == "mixed_bfloat16"
 
 
+@pytest.mark.slow
 def test_the_export_computes_in_bfloat16_near_the_float32_model(bf16_base, reference):
     import tensorflow as tf
 
@@ -45,6 +47,7 @@ def test_the_export_computes_in_bfloat16_near_the_float32_model(bf16_base, refer
     assert {d for d in dtypes if d.is_floating} == {tf.float32}
 
 
+@pytest.mark.slow
 def test_a_bfloat16_export_too_far_from_float32_is_refused(run_dir, tmp_path):
     exporter = Exporter(
         run_dir, tmp_path / "nli" / "1", precision="mixed_bfloat16", float32_atol=1e-6

@@ -34,6 +34,7 @@ def write_tsv(path, rows, header="premise\thypothesis\tlabel"):
     return path
 
 
+@pytest.mark.slow
 def test_client_tsv_round_trip_subprocess(server, reference, tmp_path):
     gold = [0, 1, 2, 0, 1, 2, 0, 1]
     rows = [f"{p}\t{h}\t{LABELS[g]}".encode() for (p, h), g in zip(PAIRS, gold)]
@@ -59,6 +60,7 @@ def test_client_tsv_round_trip_subprocess(server, reference, tmp_path):
     assert lines[-1] == f"# accuracy {correct / 8:.4f} ({correct}/8)"
 
 
+@pytest.mark.slow
 def test_client_single_pair(server, reference, capsys):
     assert (
         client.main(
@@ -130,6 +132,7 @@ def test_client_reports_bad_tsv_rows(tmp_path, capsys, rows, header, message):
     assert err.startswith(f"serving.client: error: {tmp_path}/{message}")
 
 
+@pytest.mark.slow
 def test_client_reports_grpc_status(server, tmp_path, capsys):
     argv = ["--premise", "a", "--hypothesis", "b", "--timeout", "5"]
     assert client.main(["--server", server.address, "--model-name", "nope", *argv]) == 1
@@ -156,6 +159,7 @@ def test_help_documents_every_flag(module):
     assert parser.format_help().startswith("usage: python -m serving.")
 
 
+@pytest.mark.slow
 def test_sigterm_lets_in_flight_requests_finish(model_base, reference, tmp_path):
     port = free_port()
     log = tmp_path / "server.log"
@@ -233,6 +237,7 @@ def test_server_refuses_a_missing_base_path(tmp_path, capsys):
     )
 
 
+@pytest.mark.slow
 def test_client_splits_a_tsv_within_the_server_limit(server, reference, tmp_path):
     rows = [f"{p}\t{h}".encode() for p, h in PAIRS] * 75  # 600 pairs
     tsv = write_tsv(tmp_path / "pairs.tsv", rows, "premise\thypothesis")
@@ -267,6 +272,7 @@ def test_client_batch_size(flag, limits, expected):
     assert client.batch_size(args, limits, 600, log) == expected
 
 
+@pytest.mark.slow
 def test_client_rest_jsonl_subprocess(server, reference, tmp_path):
     gold = [0, 1, 2, 0, 1, 2, 0, 1]
     rows = [f"{p}\t{h}\t{LABELS[g]}".encode() for (p, h), g in zip(PAIRS, gold)]
@@ -288,6 +294,7 @@ def test_client_rest_jsonl_subprocess(server, reference, tmp_path):
     assert done.stderr.strip() == f"accuracy {correct / 8:.4f} ({correct}/8)"
 
 
+@pytest.mark.slow
 def test_client_metadata_and_status_both_apis(server, capsys):
     rest = ["--rest", "--server", server.rest_url.removeprefix("http://")]
     grpc_args = ["--server", server.address]
@@ -316,6 +323,7 @@ def test_client_metadata_and_status_both_apis(server, capsys):
     assert "serving_default" in meta["metadata"]["signature_def"]["signature_def"]
 
 
+@pytest.mark.slow
 def test_client_rest_errors(server, capsys):
     rest = server.rest_url.removeprefix("http://")
     argv = ["--rest", "--premise", "a", "--hypothesis", "b", "--timeout", "5"]
@@ -334,6 +342,7 @@ def test_client_rest_errors(server, capsys):
     assert "status takes no pairs" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_client_does_not_import_tensorflow(server):
     code = (
         "import sys; from serving.client import command as client; "
@@ -353,6 +362,7 @@ def test_client_does_not_import_tensorflow(server):
     )
 
 
+@pytest.mark.slow
 def test_server_refuses_a_busy_rest_port(model_base, capsys):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
@@ -435,6 +445,7 @@ def test_client_checks_the_signature_against_the_metadata():
     )
 
 
+@pytest.mark.slow
 def test_client_flags_through_a_real_server(server, capsys):
     pair = ["--premise", "a", "--hypothesis", "b", "--timeout", "5"]
     # classify: one line on what is wrong with it, nothing about output filters

@@ -21,6 +21,7 @@ def test_version_dir_must_be_an_integer(run_dir, tmp_path, capsys):
     assert parse_version_dir(tmp_path / "12") == (tmp_path, 12)
 
 
+@pytest.mark.slow
 def test_existing_version_is_refused(run_dir, model_base, capsys):
     assert main(["--run-dir", str(run_dir), "--out", str(model_base / "1")]) == 2
     assert "already exists; versions are immutable" in capsys.readouterr().err
@@ -36,6 +37,7 @@ def test_missing_run_json_is_reported(tmp_path, run_dir, capsys):
     assert "run.json is missing" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_layout_and_metadata(model_base, run_dir):
     version = model_base / "1"
     assert sorted(p.name for p in model_base.iterdir()) == ["1"]  # no temp dirs
@@ -57,6 +59,7 @@ def test_layout_and_metadata(model_base, run_dir):
     ]
 
 
+@pytest.mark.slow
 def test_the_server_reads_what_the_export_wrote(model_base):
     from keras_metaopt.formats import LABEL_NAMES
     from serving.server.servable import Servable
@@ -75,6 +78,7 @@ def test_the_server_reads_what_the_export_wrote(model_base):
         servable.close()
 
 
+@pytest.mark.slow
 def test_signatures(model_base):
     from tensorflow.core.protobuf import saved_model_pb2
 
@@ -100,6 +104,7 @@ def test_signatures(model_base):
     assert sorted(sigs["classify"].outputs) == ["classes", "scores"]
 
 
+@pytest.mark.slow
 def test_reloaded_model_matches_keras(model_base, reference):
     loaded, out = serve_pairs(model_base / "1")
     probs = out["probabilities"]
@@ -109,6 +114,7 @@ def test_reloaded_model_matches_keras(model_base, reference):
     assert meta["labels"] == ["entailment", "neutral", "contradiction"]
 
 
+@pytest.mark.slow
 def test_warmup_file_parses_as_prediction_logs(model_base):
     import tensorflow as tf
     from tensorflow_serving.apis import prediction_log_pb2
@@ -133,6 +139,7 @@ def test_warmup_file_parses_as_prediction_logs(model_base):
     assert [d.size for d in batch.tensor_shape.dim] == [4]
 
 
+@pytest.mark.slow
 def test_export_check_fails_loudly_on_a_mismatch(run_dir, model_base):
     from serving.export.run_dir import RunDir
 
@@ -149,6 +156,7 @@ def test_export_check_fails_loudly_on_a_mismatch(run_dir, model_base):
         exporter.verify(model_base / "1", classifier, meta)
 
 
+@pytest.mark.slow
 def test_sentencepiece_encoder_without_segment_ids(tmp_path):
     """XLM-R style: SentencePiece in the graph, <s> A </s></s> B </s>, no segments.
 

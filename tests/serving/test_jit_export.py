@@ -25,6 +25,7 @@ def _saved(path):
     return saved_model_pb2.SavedModel.FromString((path / "saved_model.pb").read_bytes())
 
 
+@pytest.mark.slow
 def test_metadata_records_the_inference_settings(jit_base, model_base):
     meta = json.loads(
         (jit_base / "1" / "assets.extra" / "keras_metaopt.json").read_text()
@@ -46,6 +47,7 @@ def test_metadata_records_the_inference_settings(jit_base, model_base):
     }
 
 
+@pytest.mark.slow
 def test_only_the_jit_export_holds_xla_functions(jit_base, model_base):
     from serving.server.servable import uses_xla
 
@@ -53,6 +55,7 @@ def test_only_the_jit_export_holds_xla_functions(jit_base, model_base):
     assert not uses_xla(_saved(model_base / "1"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("rows", [0, 1, 3, 8])
 def test_jit_export_matches_keras_at_every_batch_size(jit_base, reference, rows):
     """Rows are padded to a power of two and lengths to a multiple of 8 inside;
@@ -73,6 +76,7 @@ def test_jit_export_matches_keras_at_every_batch_size(jit_base, reference, rows)
     assert out["label"].numpy().tolist() == probs.argmax(axis=1).tolist()
 
 
+@pytest.mark.slow
 def test_jit_token_ids_signature_matches_keras(jit_base, reference):
     import tensorflow as tf
     import tensorflow_text  # noqa: F401
@@ -87,6 +91,7 @@ def test_jit_token_ids_signature_matches_keras(jit_base, reference):
     )
 
 
+@pytest.mark.slow
 def test_warmup_compiles_every_length_bucket(jit_base):
     """One single-row token-id request per multiple of 8 up to the packed length
     (32), after the four records every export has."""
@@ -120,6 +125,7 @@ def test_next_power_of_two():
     assert got == [0, 1, 2, 4, 4, 8, 32, 32, 64, 1024]
 
 
+@pytest.mark.slow
 def test_server_refuses_an_xla_model_unless_enabled(jit_base):
     from serving.server.servable import Servable
 
@@ -145,6 +151,7 @@ def test_length_multiple_must_be_positive(run_dir, tmp_path, capsys):
     assert not (tmp_path / "m").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("enabled", [False, True])
 def test_model_manager_gates_xla_models(jit_base, enabled):
     """What `serving.server --xla-cpu-compilation-enabled` switches: without

@@ -12,6 +12,9 @@ import pytest
 
 from tests.serving.conftest import PAIRS
 
+# Every test talks to a real server on an exported model.
+pytestmark = pytest.mark.slow
+
 PREMISES = [p for p, _ in PAIRS]
 HYPOTHESES = [h for _, h in PAIRS]
 LABELS = ["entailment", "neutral", "contradiction"]

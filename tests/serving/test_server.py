@@ -21,6 +21,9 @@ from tensorflow_serving.apis import (
 from serving.client.nli_client import NliClient
 from tests.serving.conftest import PAIRS, wait_until
 
+# Every test talks to a real server on an exported model.
+pytestmark = pytest.mark.slow
+
 PREMISES = [p for p, _ in PAIRS]
 HYPOTHESES = [h for _, h in PAIRS]
 INVALID = grpc.StatusCode.INVALID_ARGUMENT

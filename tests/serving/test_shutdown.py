@@ -11,9 +11,13 @@ import time
 
 import grpc
 import numpy as np
+import pytest
 
 from serving.client.nli_client import NliClient
 from tests.serving.conftest import PAIRS, REPO, free_port, wait_until
+
+# Every test starts a server process on an exported model.
+pytestmark = pytest.mark.slow
 
 SLOW_SERVER = """
 import sys, time

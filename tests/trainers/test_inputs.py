@@ -564,6 +564,7 @@ def _error_lines(done, prog):
     return [x for x in done.stderr.splitlines() if x.startswith(f"{prog}: error: ")]
 
 
+@pytest.mark.slow
 def test_command_lines_exit_2_with_one_line_per_problem(space, tmp_path):
     root, data_dir, preset = space
     out = tmp_path / "run"
@@ -658,6 +659,7 @@ def _free_port():
     return free_port()
 
 
+@pytest.mark.slow
 def test_the_shell_through_the_real_command_lines(space, tmp_path):
     """Exit code, the whole of stderr (no TensorFlow lines, no progress), an
     empty stdout, and nothing written, for every case of the shell."""
@@ -675,6 +677,7 @@ def test_the_shell_through_the_real_command_lines(space, tmp_path):
     assert sorted(str(p) for p in tmp_path.rglob("*")) == before
 
 
+@pytest.mark.slow
 def test_a_failure_after_validation_is_one_line_and_leaves_no_run_dir(space):
     # The preset passes the cheap check but its weights are garbage: loading
     # fails after the run directory was made; it must not stay behind.
@@ -717,6 +720,7 @@ def _interrupt_when(command, ready, signum, timeout=300):
     return process.returncode, err_path.read_text()
 
 
+@pytest.mark.slow
 def test_sigterm_and_sigint_checkpoint_exit_and_resume_bit_identically(space):
     root, data_dir, preset = space
     flags = ["--en-steps", "40", "--checkpoint-every", "5", "--log-every", "1"]

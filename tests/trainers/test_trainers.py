@@ -110,6 +110,7 @@ def meta_run(workspace):
     return out, results
 
 
+@pytest.mark.slow
 def test_meta_end_to_end_writes_checkpoints_tensorboard_and_results(meta_run):
     out, results = meta_run
     for stage in ("en", "meta", "aux"):
@@ -151,6 +152,7 @@ def test_meta_end_to_end_writes_checkpoints_tensorboard_and_results(meta_run):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_serving_reads_the_run_directory_the_trainer_wrote(meta_run):
     """One owner per file (keras_metaopt.formats): what trainers.meta writes is
     what serving's RunDir reads."""
@@ -167,6 +169,7 @@ def test_serving_reads_the_run_directory_the_trainer_wrote(meta_run):
     assert run.load_classifier().preprocessor.sequence_length == 32
 
 
+@pytest.mark.slow
 def test_every_part_of_a_run_directory_has_one_owner_and_reads_back(meta_run):
     """Everything trainers.meta leaves in its run directory is named in
     keras_metaopt.formats.RUN_FILES, and each part reads back through its one
@@ -198,6 +201,7 @@ def test_every_part_of_a_run_directory_has_one_owner_and_reads_back(meta_run):
     assert (out / formats.TB_DIR).is_dir() and (out / formats.RESULTS_MD).is_file()
 
 
+@pytest.mark.slow
 def test_a_finished_run_is_not_redone(workspace, meta_run, caplog):
     root, data_dir, preset = workspace
     out, _ = meta_run
@@ -213,6 +217,7 @@ def test_a_finished_run_is_not_redone(workspace, meta_run, caplog):
     assert "data:" not in caplog.text and "Loaded" not in caplog.text  # read nothing
 
 
+@pytest.mark.slow
 def test_an_unfinished_run_says_how_to_resume_it(workspace, meta_run, tmp_path, capsys):
     root, data_dir, preset = workspace
     out, _ = meta_run
@@ -244,6 +249,7 @@ def test_an_unfinished_run_says_how_to_resume_it(workspace, meta_run, tmp_path, 
     )
 
 
+@pytest.mark.slow
 def test_baselines_share_stage1_and_do_what_they_say(workspace, meta_run):
     root, data_dir, preset = workspace
     stage1 = meta_run[0] / "stage1"
@@ -288,6 +294,7 @@ def test_baselines_share_stage1_and_do_what_they_say(workspace, meta_run):
     assert sum(line.startswith("| ") for line in table.splitlines()) == 5  # header + 4
 
 
+@pytest.mark.slow
 def test_english_only_evaluates_the_saved_english_model_with_its_head(
     workspace, meta_run
 ):
@@ -351,6 +358,7 @@ def test_evaluate_batches_by_length_and_reports_in_file_order(workspace, tmp_pat
     assert result["accuracy"] == pytest.approx(np.mean(expected))
 
 
+@pytest.mark.slow
 def test_probe_horizon_resets_to_the_english_model_for_every_rate(workspace, meta_run):
     root, data_dir, preset = workspace
     out = root / "probe"
@@ -364,6 +372,7 @@ def test_probe_horizon_resets_to_the_english_model_for_every_rate(workspace, met
     assert "| 4 |" in (out / "probe.md").read_text()
 
 
+@pytest.mark.slow
 def test_probe_metagrad_first_order_is_exact_for_one_step(workspace, meta_run):
     # One inner step: Adam's first step does not depend on φ, so the
     # first-order meta-gradient is the true derivative; the re-run windows
@@ -388,6 +397,7 @@ def test_probe_metagrad_first_order_is_exact_for_one_step(workspace, meta_run):
     assert "| first-order |" in (out / "probe.md").read_text()
 
 
+@pytest.mark.slow
 def test_probe_metagrad_longer_window_differs_from_first_order(workspace, meta_run):
     root, data_dir, preset = workspace
     out = root / "probe-metagrad-long"
@@ -441,6 +451,7 @@ def no_dropout(workspace):
     return preset, json.loads((out / "rates.json").read_text())["phi"]
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_on_two_cpus_gives_the_single_device_rates(
     workspace, no_dropout
 ):
@@ -473,6 +484,7 @@ def _free_port():
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_multiworker_strategy_with_two_processes_gives_the_single_process_rates(
     workspace, no_dropout
 ):
@@ -510,6 +522,7 @@ def test_multiworker_strategy_with_two_processes_gives_the_single_process_rates(
     assert (out / ".worker-worker-1" / "rates.json").is_file()  # not the chief's files
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_same_rates_and_weights(workspace, meta_run):
     root, data_dir, preset = workspace
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
@@ -565,6 +578,7 @@ def test_killed_run_resumes_to_the_same_rates_and_weights(workspace, meta_run):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_meta_paper_init_exp_rates_exact_gradient_end_to_end(workspace, meta_run):
     # The issue-11 options together: rounds from the pretrained encoder with a
     # fresh head, λ = exp(φ) from φ = 0, the exact meta-gradient with state

@@ -30,6 +30,9 @@ from tests.trainers.test_trainers import (  # noqa: F401  (workspace is a fixtur
 )
 from trainers import meta, meta_training, stage_loop
 
+# Every test trains tiny runs end to end, some in subprocesses.
+pytestmark = pytest.mark.slow
+
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
 
 
