@@ -22,16 +22,13 @@ import numpy as np
 import pytest
 
 from benchmarks import xnli_proxy
-from keras_metaopt.testing import make_tiny_preset
 from serving.export import command as export_cli
 from tests.trainers.test_trainers import (
-    LANGS,
     META,
     ROOT,
     _common,
-    _rows,
     _weights,
-    _write,
+    make_workspace,
 )
 from tools import import_e5_small, plot_rates
 from trainers import evaluate as evaluate_cli
@@ -40,16 +37,7 @@ from trainers import finetune, meta, validate
 
 @pytest.fixture(scope="module")
 def space(tmp_path_factory):
-    root = tmp_path_factory.mktemp("inputs")
-    data_dir = root / "data"
-    data_dir.mkdir()
-    _write(data_dir / "train_mt.en.tsv", _rows("en", 96, 0))
-    for i, lang in enumerate(LANGS):
-        _write(data_dir / f"dev.{lang}.tsv", _rows(lang, 48, 10 + i))
-    texts = [t for p in data_dir.glob("*.tsv") for t in p.read_text().split()]
-    preset = make_tiny_preset(
-        texts, root / "preset", vocabulary_size=400, sequence_length=32
-    )
+    root, data_dir, preset = make_workspace(tmp_path_factory.mktemp("inputs"))
     # Broken copies of the data: one problem per file, at a known line.
     bad = root / "bad-data"
     shutil.copytree(data_dir, bad)

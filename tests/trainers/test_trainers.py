@@ -57,9 +57,9 @@ def _rows(lang, n, seed):
     return rows
 
 
-@pytest.fixture(scope="module")
-def workspace(tmp_path_factory):
-    root = tmp_path_factory.mktemp("trainers")
+def make_workspace(root):
+    """`(root, data_dir, preset)`: the tiny XNLI-like data (96 English pairs,
+    48 per other language) and a tiny preset with its vocabulary, in `root`."""
     data_dir = root / "data"
     data_dir.mkdir()
     _write(data_dir / "train_mt.en.tsv", _rows("en", 96, 0))
@@ -70,6 +70,11 @@ def workspace(tmp_path_factory):
         texts, root / "preset", vocabulary_size=400, sequence_length=32
     )
     return root, data_dir, preset
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    return make_workspace(tmp_path_factory.mktemp("trainers"))
 
 
 def _common(data_dir, preset, out, *extra):
