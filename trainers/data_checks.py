@@ -15,7 +15,7 @@ SPLIT_FLAGS = {
 }
 
 
-def check_data(args, trainer, aux, status, pairs):
+def check_data(args, aux, status, pairs):
     """Reads every split of every stage that will run; problems, one line each.
 
     What it read goes into `pairs` ({(split, language): NliPairs}), so that

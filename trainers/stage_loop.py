@@ -63,8 +63,7 @@ class Stage:
                 self._manager.latest_checkpoint
             ).assert_existing_objects_matched()
             logger.info("%s: resuming at %s %d/%d", name, unit, self.done, total)
-        self.start = self.done
-        self._progress = cli.Progress(name, total, unit, self.start)
+        self._progress = cli.Progress(name, total, unit, self.done)
 
     @property
     def done(self):

@@ -124,7 +124,7 @@ def check(parser, args, trainer):
         status = stage_status(args, trainer, aux, run_dir, fresh)
     pairs = {}
     if not any(p.startswith("--data-dir") for p in problems):
-        problems += check_data(args, trainer, aux, status, pairs)
+        problems += check_data(args, aux, status, pairs)
     plan = Plan(trainer, run_dir, fresh, status, pairs, data_summary(pairs))
     return problems, plan
 
