@@ -26,13 +26,32 @@ def check_hub_preset(flag, preset):
     from keras_hub.src.utils.preset_utils import load_json
 
     try:
-        load_json(preset)
+        if preset.startswith("hf://"):
+            fetch_hf_config(preset.removeprefix("hf://"))
+        else:
+            load_json(preset)
     except Exception as err:  # requests, kagglehub and huggingface_hub errors
         return (
             f"{flag} {preset}: cannot download it from its hub "
             f"({type(err).__name__}); {OFFLINE_PRESETS}"
         )
     return None
+
+
+def fetch_hf_config(repo_id):
+    """Raise unless `repo_id`'s config.json is in the Hugging Face cache or its
+    hub answers one request. Not `hf_hub_download`, which, with nothing
+    cached and no network, retries with back-off for about 25 s and logs two
+    lines per try."""
+    import huggingface_hub
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        huggingface_hub.hf_hub_download(repo_id, "config.json", local_files_only=True)
+    except LocalEntryNotFoundError:  # not cached: one request, no retries
+        huggingface_hub.get_hf_file_metadata(
+            huggingface_hub.hf_hub_url(repo_id, "config.json")
+        )
 
 
 def known_presets():

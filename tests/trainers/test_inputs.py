@@ -33,6 +33,7 @@ from tests.trainers.test_trainers import (
 from tools import import_e5_small, plot_rates
 from trainers import evaluate as evaluate_cli
 from trainers import finetune, meta, validate
+from trainers.preset_checks import OFFLINE_PRESETS
 
 
 @pytest.fixture(scope="module")
@@ -303,7 +304,9 @@ def _check(space, out, *extra, trainer="meta"):
 def test_a_hub_preset_that_cannot_be_fetched_is_refused_before_any_work(
     space, monkeypatch, tmp_path
 ):
+    import huggingface_hub
     import requests
+    from huggingface_hub import constants
     from keras_hub.src.utils import preset_utils
 
     fetched = []
@@ -312,7 +315,13 @@ def test_a_hub_preset_that_cannot_be_fetched_is_refused_before_any_work(
         fetched.append(preset)
         raise requests.exceptions.ConnectionError("Failed to resolve 'api.kaggle.com'")
 
+    def hf_offline(url, **kwargs):  # one request, as hf_hub_download's retries
+        fetched.append(url)  # would take about 25 s
+        raise requests.exceptions.ConnectionError("Name or service not known")
+
     monkeypatch.setattr(preset_utils, "load_json", offline)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", hf_offline)
     for preset in ("bert_base_multi", "hf://intfloat/multilingual-e5-small"):
         args, problems, plan = _check(space, tmp_path / "r", "--preset", preset)
         assert problems == [
@@ -324,9 +333,23 @@ def test_a_hub_preset_that_cannot_be_fetched_is_refused_before_any_work(
             "model, to try the flow)"
         ]
         assert not (tmp_path / "r").exists()
-    assert fetched == ["bert_base_multi", "hf://intfloat/multilingual-e5-small"]
-    monkeypatch.setattr(preset_utils, "load_json", lambda *a, **k: {})  # reachable
+    assert fetched == [
+        "bert_base_multi",
+        "https://huggingface.co/intfloat/multilingual-e5-small/resolve/main/config.json",
+    ]
+    # Reachable, or in the Hugging Face cache: no problem.
+    monkeypatch.setattr(preset_utils, "load_json", lambda *a, **k: {})
     assert _check(space, tmp_path / "r", "--preset", "bert_base_multi")[1] == []
+    monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", lambda url: None)
+    assert _check(space, tmp_path / "r", "--preset", "hf://a/b")[1] == []
+    snapshot = tmp_path / "models--c--d" / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text("{}")
+    (tmp_path / "models--c--d" / "refs").mkdir()
+    (tmp_path / "models--c--d" / "refs" / "main").write_text("0" * 40)
+    monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", hf_offline)
+    assert _check(space, tmp_path / "r", "--preset", "hf://c/d")[1] == []
+    assert len(fetched) == 2  # the cached config, no request
 
 
 def test_a_pure_resume_continues_and_reports_the_stages(space):
@@ -534,9 +557,10 @@ def test_export_of_a_missing_run_is_one_line(space, capsys, tmp_path):
 
 
 # ---- through the real command line ----------------------------------------
-def _run(*command, timeout=300):
+def _run(*command, timeout=300, env=None):
     """The command as a user runs it: no TF_CPP_MIN_LOG_LEVEL of our own."""
-    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    env = {k: v for k, v in {**os.environ, **(env or {})}.items()}
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
     return subprocess.run(
         [sys.executable, "-m", *command],
         cwd=ROOT,
@@ -597,7 +621,17 @@ def _shell_cases(space, tmp):
     ]
     port = _free_port()
     out = tmp / "out"
+    # (the advice's words are pinned by the in-process hub preset test)
+    offline = "cannot download it from its hub ({}); " + OFFLINE_PRESETS
     return [
+        ("a keras-hub preset name offline",
+         ["trainers.meta", *_common(data_dir, "bert_base_multi", out)], 2,
+         ["trainers.meta: error: --preset bert_base_multi: "
+          + offline.format("ProxyError")], out),
+        ("a Hugging Face preset offline",
+         ["trainers.finetune", *_common(data_dir, "hf://intfloat/e5-small", out)], 2,
+         ["trainers.finetune: error: --preset hf://intfloat/e5-small: "
+          + offline.format("ConnectError")], out),
         ("a bad number", ["trainers.meta", *_common(data_dir, preset, out, *META),
          "--batch-size", "0"], 2,
          ["trainers.meta: error: --batch-size 0: must be >= 1"], out),
@@ -648,14 +682,22 @@ def _free_port():
 
 
 @pytest.mark.slow
-def test_the_shell_through_the_real_command_lines(space, tmp_path):
+def test_the_shell_through_the_real_command_lines(space, tmp_path, tmp_path_factory):
     """Exit code, the whole of stderr (no TensorFlow lines, no progress), an
-    empty stdout, and nothing written, for every case of the shell."""
+    empty stdout, and nothing written, for every case of the shell. Offline
+    as on a machine without hub access, whatever this one has: every request
+    to a hub goes to a proxy that is not there, and the hub caches are empty."""
     cases = _shell_cases(space, tmp_path)
+    caches = tmp_path_factory.mktemp("hub-caches")
+    dead = f"http://127.0.0.1:{_free_port()}"
+    offline = {
+        "HTTPS_PROXY": dead, "HTTP_PROXY": dead, "NO_PROXY": "127.0.0.1,localhost",
+        "HF_HOME": str(caches / "hf"), "KAGGLEHUB_CACHE": str(caches / "kaggle"),
+    }  # fmt: skip
     before = sorted(str(p) for p in tmp_path.rglob("*"))
     failures = []
     for name, command, code, stderr, absent in cases:
-        done = _run(*command)
+        done = _run(*command, env=offline)
         got = (done.returncode, done.stderr.splitlines(), done.stdout)
         if got != (code, stderr, ""):
             failures.append(f"{name}: {got}")
