@@ -221,6 +221,21 @@ def test_a_finished_run_is_not_redone(workspace, meta_run, caplog):
     )
     assert "data:" not in caplog.text and "Loaded" not in caplog.text  # read nothing
 
+    # The same through the real command line: exit 0, that one line on stderr
+    # and nothing else (no TensorFlow start-up lines), nothing rewritten.
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    done = subprocess.run(
+        [sys.executable, "-m", "trainers.meta", *_common(data_dir, preset, out, *META)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert (done.returncode, done.stdout) == (0, ""), done.stderr
+    (line,) = done.stderr.splitlines()
+    assert line.endswith(
+        f" INFO keras_metaopt.trainers: {out} has finished; its results are in "
+        f"{out}/results.json (add --overwrite to run it again)"
+    )
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+
 
 @pytest.mark.slow
 def test_an_unfinished_run_says_how_to_resume_it(workspace, meta_run, tmp_path, capsys):
