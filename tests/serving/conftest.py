@@ -63,6 +63,35 @@ def wait_until(predicate, timeout: float, what: str, interval: float = 0.1):
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
+def start_server(model_base, log, *flags, code=None):
+    """`python -m serving.server` (or `code` with the same arguments) on
+    `model_base`, its stderr in `log`; (process, gRPC address, REST port)
+    once its REST API listens."""
+    port, rest_port = free_port(), free_port()
+    command = [sys.executable]
+    command += ["-c", code] if code else ["-m", "serving.server"]
+    command += [
+        "--model-base-path",
+        str(model_base),
+        "--port",
+        str(port),
+        "--rest-api-port",
+        str(rest_port),
+        *flags,
+    ]
+    with log.open("w") as stderr:
+        proc = subprocess.Popen(
+            command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=stderr
+        )
+    wait_until(
+        lambda: "REST API on" in log.read_text() or proc.poll() is not None,
+        120,
+        "the server to start",
+    )
+    assert proc.poll() is None, log.read_text()
+    return proc, f"127.0.0.1:{port}", rest_port
+
+
 def run_module(
     module: str, *args: str, timeout: float = 120
 ) -> subprocess.CompletedProcess:

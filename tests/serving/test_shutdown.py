@@ -4,8 +4,6 @@ the process exits within --shutdown-grace-s even when model calls overrun it."""
 import http.client
 import json
 import signal
-import subprocess
-import sys
 import threading
 import time
 
@@ -14,7 +12,7 @@ import numpy as np
 import pytest
 
 from serving.client.nli_client import NliClient
-from tests.serving.conftest import PAIRS, REPO, free_port, wait_until
+from tests.serving.conftest import PAIRS, start_server, wait_until
 
 # Every test starts a server process on an exported model.
 pytestmark = pytest.mark.slow
@@ -34,32 +32,6 @@ def slow(self, request):  # a model call far longer than the grace period
 prediction_servicer.PredictionServicer.predict = slow
 server.run(sys.argv[1:])
 """
-
-
-def start_server(model_base, log, *flags, code=None):
-    port, rest_port = free_port(), free_port()
-    command = [sys.executable]
-    command += ["-c", code] if code else ["-m", "serving.server"]
-    command += [
-        "--model-base-path",
-        str(model_base),
-        "--port",
-        str(port),
-        "--rest-api-port",
-        str(rest_port),
-        *flags,
-    ]
-    with log.open("w") as stderr:
-        proc = subprocess.Popen(
-            command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=stderr
-        )
-    wait_until(
-        lambda: "REST API on" in log.read_text() or proc.poll() is not None,
-        120,
-        "the server to start",
-    )
-    assert proc.poll() is None, log.read_text()
-    return proc, f"127.0.0.1:{port}", rest_port
 
 
 def rest_predict(rest_port, i, timeout=30):
