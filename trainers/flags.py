@@ -134,7 +134,10 @@ def add_common_flags(parser):
         "rate are named with a suffix, e.g. finetune-lr5e-05.",
     )
     g.add_argument(
-        "--en-epochs", type=float, default=2.0, help="Epochs of the English stage."
+        "--en-epochs",
+        type=float,
+        default=1.0,
+        help="Epochs of the English stage (the paper: one).",
     )
     g.add_argument(
         "--en-steps",
@@ -206,9 +209,9 @@ def add_meta_flags(parser):
     g.add_argument(
         "--meta-init",
         choices=["english", "pretrained"],
-        default="english",
-        help="Where each round starts: the English model of stage 1, or the "
-        "pretrained encoder with a fresh head (the paper's literal Algorithm 1).",
+        default="pretrained",
+        help="Where each round starts: the pretrained encoder with a fresh head "
+        "(the paper's Algorithm 1), or the English model of stage 1.",
     )
     g.add_argument(
         "--rates-param",

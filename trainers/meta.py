@@ -10,7 +10,9 @@
    rates λ(φ) (MetaOptimizer in `fixed` mode).
 4. Evaluate every language of `--eval-split`.
 Ablations: `--rates shared` (one rate for all layers), `--meta joint` (φ from
-the training loss, no held-out language). A killed run resumes where it stopped.
+the training loss, no held-out language); `--meta-init english` starts each
+round from the English model instead of the pretrained encoder with a fresh
+head (the paper's). A killed run resumes where it stopped.
 """
 
 import sys
@@ -38,8 +40,8 @@ def method_name(args):
         name += "-shared"
     if args.meta == "joint":
         name += "-joint"
-    if args.meta_init == "pretrained":
-        name += "-pretrained-init"
+    if args.meta_init == "english":
+        name += "-english-init"
     if args.rates_param != "sigmoid":
         name += f"-{args.rates_param}"
     if args.meta_gradient == "exact":

@@ -132,6 +132,14 @@ def test_a_row_budget_replaces_the_common_one_and_no_flag_is_given_twice(tmp_pat
     assert flags["--meta-interval"] == "15" and flags["--meta-init"] == "pretrained"
     flags = _flags(xnli_proxy.command("meta", 0, args, xnli_proxy.BUDGET)[0])
     assert flags["--rounds"] == "4" and flags["--meta-updates-per-round"] == "3"
+    # The rows measured from the English model keep that reading, whatever
+    # the trainers' default.
+    for method in ("meta", "meta-shared", "meta-joint", "meta-exp-exact-100"):
+        flags = _flags(xnli_proxy.command(method, 0, args, xnli_proxy.BUDGET)[0])
+        assert flags["--meta-init"] == "english", method
+    for method in ("meta-paper-100-shared", "meta-paper-100-joint"):
+        flags = _flags(xnli_proxy.command(method, 0, args, xnli_proxy.BUDGET)[0])
+        assert flags["--meta-init"] == "pretrained", method
 
 
 def test_every_command_parses_and_names_its_row(tmp_path):
