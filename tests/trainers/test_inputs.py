@@ -668,6 +668,11 @@ def _shell_cases(space, tmp):
           "--server", f"http://127.0.0.1:{port}"], 1,
          [f"serving.client: error: cannot reach http://127.0.0.1:{port}: [Errno 111] "
           "Connection refused"], None),
+        ("a REST server named without a port: the REST port, 8501",
+         ["serving.client", "--premise", "a", "--hypothesis", "b", "--rest",
+          "--server", "127.0.0.1"], 1,
+         ["serving.client: error: cannot reach http://127.0.0.1:8501: [Errno 111] "
+          "Connection refused"], None),
         ("a negative grace period",
          ["serving.server", "--model-base-path", str(out), "--shutdown-grace-s", "-1"],
          2, ["serving.server: error: --shutdown-grace-s must be >= 0 (see --help)"],

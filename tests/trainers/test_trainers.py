@@ -493,6 +493,11 @@ def test_mirrored_strategy_on_two_cpus_gives_the_single_device_rates(
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "MirroredStrategy with 2 replica(s)" in done.stderr
+    # Output redirected, as to a file or a pipe: progress as plain log lines,
+    # no progress bar's \r, \b or colours (issue 25).
+    for text in (done.stdout, done.stderr):
+        assert "\r" not in text and "\b" not in text and "\x1b" not in text
+    assert " INFO keras_metaopt.progress: en: step 6/6 (100%), loss " in done.stderr
     assert json.loads((out / "rates.json").read_text())["phi"] == pytest.approx(
         single, abs=1e-5
     )
