@@ -317,3 +317,36 @@ def test_pipeline_input_errors():
         data.make_dataset(pairs, lambda x: x, 2)
     ds = data.make_dataset(pairs, token_ids_only, 2, dynamic_padding=False)
     assert batches(ds)[0][0]["token_ids"].tolist() == [[0, 0], [1, 1]]
+
+
+def test_a_preprocessor_is_traced_once_per_sequence_length():
+    # tf.data traces every map's function anew; the keras-hub preprocessor in
+    # it is traced once per (preprocessor, sequence length) and reused.
+    pre = bert_preprocessor(sequence_length=16)
+    traced = []
+    call = pre.call
+
+    def counting(*args, **kwargs):  # its Python body runs only when traced
+        traced.append(pre.sequence_length)
+        return call(*args, **kwargs)
+
+    pre.call = counting
+    pairs = pairs_of(["the cat sat on the mat ."] * 5, ["a dog ran"] * 5)
+    first = batches(data.make_dataset(pairs, pre, 2, dynamic_padding=False))
+    again = batches(data.make_dataset(pairs, pre, 2, dynamic_padding=False))
+    grouped_ = data.make_dataset(pairs, pre, 2, length_grouping={"seed": 1})
+    assert len(batches(grouped_)) == 2  # whole batches only (group_by_length)
+    assert traced == [16]
+    assert [x["token_ids"].shape for x, _ in first] == [(2, 16), (2, 16), (1, 16)]
+    for (x, y), (x2, y2) in zip(first, again, strict=True):
+        assert y.tolist() == y2.tolist()
+        for key in x:
+            np.testing.assert_array_equal(x[key], x2[key])
+    pre.sequence_length = 8  # a changed preprocessor is traced again
+    short = batches(data.make_dataset(pairs, pre, 2, dynamic_padding=False))
+    assert traced == [16, 8]
+    assert [x["token_ids"].shape for x, _ in short] == [(2, 8), (2, 8), (1, 8)]
+    fresh = bert_preprocessor(sequence_length=8)(
+        x=(tf.constant(pairs.premises[:2]), tf.constant(pairs.hypotheses[:2]))
+    )
+    np.testing.assert_array_equal(short[0][0]["token_ids"], fresh["token_ids"])
