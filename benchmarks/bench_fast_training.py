@@ -12,7 +12,11 @@ batched by the trainers' pipeline (`keras_metaopt.data.make_dataset`):
 
 For each of the four settings, one process (so that Keras's dtype policy and
 the peak RSS are its own) times, after `--warmup` steps, `--steps` steps of
-each kind on consecutive batches: a plain Adam step (`TrainStep`), a
+each kind on every `--stride`-th batch (the batches between are drawn but not
+trained on: 12 timed steps at stride 4 span 48 of the first mega-batch's 50
+batches, so that the timed grouped batches have nearly the lengths of a whole
+mega-batch; 12 consecutive batches are a sample of 12 of its 50, whose mean
+length varies by several tokens): a plain Adam step (`TrainStep`), a
 first-order meta inner step (`TrainStep` with a `MetaOptimizer`: the step
 scaled by λ and summed for the meta-gradient), and a held-out step (forward,
 backward and the first-order meta-gradient, as `MetaStep` does after its L
@@ -122,6 +126,8 @@ def _worker(args):
             next(twin)
         seconds, real, padded = 0.0, 0, 0
         for _ in range(args.steps):
+            for _ in range(args.stride - 1):  # drawn, not trained on
+                next(iterator), next(twin)
             mask = next(twin)[0]["padding_mask"].numpy()
             start = time.perf_counter()
             float(tf.nest.flatten(run(iterator))[0])
@@ -154,12 +160,23 @@ def main(argv=None):
     parser.add_argument("--sequence-length", type=int, default=64)
     parser.add_argument("--warmup", type=int, default=2, help="Untimed steps per kind.")
     parser.add_argument("--steps", type=int, default=12, help="Timed steps per kind.")
+    parser.add_argument(
+        "--stride",
+        type=int,
+        default=4,
+        help="Time every stride-th batch (1: consecutive batches, as in the "
+        "figures of commit 34c9e23).",
+    )
     parser.add_argument("--output", help="Also write the results as JSON here.")
     parser.add_argument("--policy", choices=POLICIES, help=argparse.SUPPRESS)
     parser.add_argument("--batching", choices=BATCHINGS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if min(args.batch_size, args.sequence_length, args.steps) < 1 or args.warmup < 0:
-        parser.error("--batch-size, --sequence-length and --steps must be >= 1")
+    if min(args.batch_size, args.sequence_length, args.steps, args.stride) < 1:
+        parser.error(
+            "--batch-size, --sequence-length, --steps and --stride must be >= 1"
+        )
+    if args.warmup < 0:
+        parser.error("--warmup must be >= 0")
     if args.policy:
         return _worker(args)
 
@@ -168,7 +185,7 @@ def main(argv=None):
         for batching in BATCHINGS:
             command = [sys.executable, "-m", "benchmarks.bench_fast_training"]
             command += ["--preset", args.preset, "--data-dir", args.data_dir]
-            for flag in ("batch_size", "sequence_length", "warmup", "steps"):
+            for flag in ("batch_size", "sequence_length", "warmup", "steps", "stride"):
                 command += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
             command += ["--policy", policy, "--batching", batching]
             done = subprocess.run(command, capture_output=True, text=True)
