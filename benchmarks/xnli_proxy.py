@@ -217,8 +217,14 @@ def _check_reproduced(new_dir, committed_dir):
     return False
 
 
+def is_tuned_finetune(method):
+    """Plain fine-tuning in float32 at some learning rate: `finetune` or
+    `finetune-lr…`."""
+    return method == "finetune" or method.startswith("finetune-lr")
+
+
 def table(results_dir, baseline="finetune"):
-    from trainers.reporting import compare, results_table
+    from trainers.reporting import compare, results_table, strongest_baseline
 
     runs = [
         json.loads(p.read_text())
@@ -233,10 +239,17 @@ def table(results_dir, baseline="finetune"):
             r["seed"],
         )
     )
-    p_values = None
+    p_values, more = None, []
     if any(r["method"] == baseline for r in runs):
         p_values = {m: p for m, (_, p) in compare(runs, baseline).items()}
-    text = results_table(runs, baseline, p_values)
+    # The strongest baseline: plain fine-tuning at its best learning rate (in
+    # float32, over as many seeds as the best-covered rate has).
+    best = strongest_baseline(runs, is_tuned_finetune)
+    if best is not None and best != baseline:
+        more = [(best, {m: p for m, (_, p) in compare(runs, best).items()})]
+    text = results_table(runs, baseline, p_values, more)
+    if best is not None:
+        text += f"\nstrongest learning-rate-tuned baseline: {best}\n"
     times = {}
     for r in runs:  # a resumed run's wall time covers only its last process
         times.setdefault(r["method"], [])

@@ -169,15 +169,20 @@ def compare(runs, baseline, samples=10_000, seed=0):
     }
 
 
-def results_table(runs, baseline=None, p_values=None):
-    """A Table-1-style markdown table: one row per method, mean ± std over seeds."""
+def results_table(runs, baseline=None, p_values=None, more_p_values=()):
+    """A Table-1-style markdown table: one row per method, mean ± std over seeds.
+
+    `p_values` (`{method: p}` against `baseline`) and each `(name, {method:
+    p})` of `more_p_values` add a column "p vs NAME".
+    """
     languages = list(runs[0]["accuracy"])
     by_method = {}
     for run in runs:
         by_method.setdefault(run["method"], []).append(run)
+    columns = [(baseline, p_values)] if p_values else []
+    columns += list(more_p_values)
     header = "| method | seeds | " + " | ".join(languages) + " | avg target | avg all |"
-    if p_values:
-        header += f" p vs {baseline} |"
+    header += "".join(f" p vs {name} |" for name, _ in columns)
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
     for method, group in by_method.items():
         cells = [method, str(len(group))]
@@ -185,11 +190,26 @@ def results_table(runs, baseline=None, p_values=None):
             cells.append(_fmt([r["accuracy"][lang] for r in group]))
         cells.append(_fmt([r["avg_target"] for r in group]))
         cells.append(_fmt([r["avg_all"] for r in group]))
-        if p_values:
-            p = p_values.get(method)
+        for _, values in columns:
+            p = values.get(method)
             cells.append("" if p is None else f"{p:.3f}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def strongest_baseline(runs, is_baseline):
+    """The method, among those `is_baseline(method)` accepts, with the highest
+    mean target average over the most seeds any of them has (a row with fewer
+    seeds does not count yet); None if there is none."""
+    by_method = {}
+    for run in runs:
+        if is_baseline(run["method"]):
+            by_method.setdefault(run["method"], []).append(run["avg_target"])
+    if not by_method:
+        return None
+    most = max(len(v) for v in by_method.values())
+    complete = {m: np.mean(v) for m, v in by_method.items() if len(v) == most}
+    return max(complete, key=complete.get)
 
 
 def _fmt(values):

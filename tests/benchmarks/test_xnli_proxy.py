@@ -194,6 +194,38 @@ def test_table_leaves_resumed_runs_out_of_the_wall_time(results_dir):
     assert "finetune 11.0 (2), meta 20.0 (1), freeze-bottom-3 n/a" in text
 
 
+def test_table_pairs_every_row_with_the_strongest_tuned_baseline_too(tmp_path):
+    runs = [
+        *(_result("finetune", s, 0.55, 600) for s in range(3)),
+        *(_result("finetune-lr3e-05", s, 0.65, 600) for s in range(3)),
+        _result("finetune-lr1e-05", 0, 0.9, 600),  # one seed: not counted yet
+        *(_result("finetune-fast", s, 0.95, 600) for s in range(3)),  # not float32
+        *(_result("meta", s, 0.65, 600) for s in range(3)),
+    ]
+    for r in runs:
+        d = tmp_path / f"{r['method']}-seed{r['seed']}"
+        d.mkdir()
+        (d / "results.json").write_text(json.dumps(r))
+    from trainers.reporting import strongest_baseline
+
+    assert strongest_baseline(runs, xnli_proxy.is_tuned_finetune) == "finetune-lr3e-05"
+    text = xnli_proxy.table(tmp_path)
+    header, _, *rows = text.split("\n\n")[0].splitlines()
+    assert header.endswith("| p vs finetune | p vs finetune-lr3e-05 |")
+    cells = {row.split(" | ")[0][2:]: row.split(" | ")[-2:] for row in rows}
+    expected = {
+        m: [f"{p:.3f}" for p in (compare(runs, "finetune")[m][1], p_best)]
+        for m, p_best in (
+            (m, compare(runs, "finetune-lr3e-05")[m][1])
+            for m in ("meta", "finetune-lr1e-05", "finetune-fast")
+        )
+    }
+    for method, (vs_finetune, vs_best) in expected.items():
+        assert cells[method] == [vs_finetune, vs_best + " |"], method
+    assert cells["finetune"][0] == "" and cells["finetune-lr3e-05"][1] == " |"
+    assert "strongest learning-rate-tuned baseline: finetune-lr3e-05" in text
+
+
 def test_driver_skips_runs_with_results(results_dir, tmp_path, caplog):
     caplog.set_level("INFO")
     argv = ["--results-dir", str(results_dir), "--work-dir", str(tmp_path / "w")]
