@@ -108,6 +108,14 @@ METHODS = {  # row name: (trainer, its flags, seeds)
     # reached parity even from that worse start (finetune-fast). The English
     # model is trained once per seed and shared, so this is where the time is.
     "finetune-fast-en32": ("finetune", FAST, 3),
+    # The paper-literal row on that fast path (issue 23): meta-training and the
+    # auxiliary stage in bf16 with length grouping, from the float32 English
+    # model; compared with finetune-fast-en32, never with the float32 rows.
+    "meta-paper-100-fast-en32": (
+        "meta",
+        {"--meta-init": "pretrained", **LONG_META, **FAST},
+        3,
+    ),
 }
 # The English model each row starts from: "english-only" unless named here.
 STAGE1 = {"finetune-fast": "english-only-fast"}

@@ -12,7 +12,7 @@ from trainers.reporting import compare
 def test_plan_is_seed_major_with_the_english_model_first():
     runs = xnli_proxy.plan(3, 2, None)
     assert runs[0] == ("english-only", 0)
-    assert runs[2:20] == [
+    assert runs[2:21] == [
         (m, 0)
         for m in (
             "finetune",
@@ -33,10 +33,11 @@ def test_plan_is_seed_major_with_the_english_model_first():
             "meta-exp-exact-100",
             "finetune-fast",
             "finetune-fast-en32",
+            "meta-paper-100-fast-en32",
         )
     ]
     assert runs[1] == ("english-only-fast", 0)
-    assert runs[40:] == [
+    assert runs[42:] == [
         ("english-only", 2),
         ("english-only-fast", 2),
         ("finetune", 2),
@@ -52,8 +53,9 @@ def test_plan_is_seed_major_with_the_english_model_first():
         ("meta-exp-exact-100", 2),
         ("finetune-fast", 2),
         ("finetune-fast-en32", 2),
+        ("meta-paper-100-fast-en32", 2),
     ]
-    assert len(runs) == 3 * 2 + 13 * 3 + 5 * 2
+    assert len(runs) == 3 * 2 + 14 * 3 + 5 * 2
     assert xnli_proxy.plan(3, 2, {"meta-joint"}) == [
         ("english-only", 0),
         ("meta-joint", 0),
@@ -120,6 +122,12 @@ def test_commands_share_the_seed_english_model(tmp_path):
     )
     assert flags["--init-from"] == str(tmp_path / "english-only-seed2")
     assert flags["--precision"] == "mixed_bfloat16" and "--group-by-length" in flags
+    flags = _flags(
+        xnli_proxy.command("meta-paper-100-fast-en32", 2, args, xnli_proxy.BUDGET)[0]
+    )
+    assert flags["--init-from"] == str(tmp_path / "english-only-seed2")
+    assert flags["--precision"] == "mixed_bfloat16" and "--group-by-length" in flags
+    assert flags["--meta-init"] == "pretrained" and flags["--rounds"] == "10"
 
 
 def test_a_row_budget_replaces_the_common_one_and_no_flag_is_given_twice(tmp_path):
