@@ -121,18 +121,30 @@ def _same(dest, old, new):
     return False
 
 
+# A flag whose value is unused while another one is set: a stage's length in
+# epochs when its length in steps is given.
+OVERRIDDEN_BY = {"en_epochs": "en_steps", "aux_epochs": "aux_steps"}
+
+
+def overridden(args):
+    """The flags of `args` (a dict of flags) that change nothing there."""
+    return {dest for dest, by in OVERRIDDEN_BY.items() if args.get(by) is not None}
+
+
 def differing_flags(parser, stored, new):
     """`[(dest, stored value, new value)]` of result-changing differences.
 
     A flag missing from the stored arguments (added to the code after the run
     was made) counts as equal only if its new value is the flag's default: a
     new flag's default is taken to be what the code did before it existed.
-    Stored flags that the parser no longer has are ignored (logged).
+    Stored flags that the parser no longer has are ignored (logged), and so
+    is a flag that both leave unused (`OVERRIDDEN_BY`).
     """
     missing = object()
     differ = []
+    unused = overridden(stored) & overridden(new)  # e.g. --en-epochs under --en-steps
     for dest, value in sorted(new.items()):
-        if dest in RESUME_SAFE:
+        if dest in RESUME_SAFE or dest in unused:
             continue
         old = stored.get(dest, missing)
         if old is missing:

@@ -12,7 +12,7 @@ import numpy as np
 
 from keras_metaopt.formats import RESULTS_JSON
 from keras_metaopt.run_record import recorded_args
-from trainers.output_checks import PATH_FLAGS, RESUME_SAFE
+from trainers.output_checks import PATH_FLAGS, RESUME_SAFE, overridden
 
 # What a trainer's results.json must hold to be compared.
 RESULT_KEYS = (
@@ -33,10 +33,10 @@ SEED_FLAGS = frozenset({"seed", "init_from"})
 
 def run_settings(args):
     """The result-changing flags of a run, from its flags (`vars(args)` or
-    run.json's `args`): everything but RESUME_SAFE and SEED_FLAGS."""
-    return {
-        k: v for k, v in args.items() if k not in RESUME_SAFE and k not in SEED_FLAGS
-    }
+    run.json's `args`): everything but RESUME_SAFE, SEED_FLAGS and the flags
+    another one overrides there (`--en-epochs` under `--en-steps`)."""
+    ignored = RESUME_SAFE | SEED_FLAGS | overridden(args)
+    return {k: v for k, v in args.items() if k not in ignored}
 
 
 def settings_of(run, run_dir):
@@ -48,7 +48,10 @@ def settings_of(run, run_dir):
     args = recorded_args(run_dir)
     if args is not None:
         return run_settings(args)
-    return {k: run[k] for k in ("preset", "aux", "eval_split") if k in run}
+    named = {k: run[k] for k in ("preset", "aux", "eval_split") if k in run}
+    if isinstance(named.get("aux"), list):  # results.json's list, the flag's a,b
+        named["aux"] = ",".join(named["aux"])
+    return named
 
 
 def pooling_problems(runs, run_dirs):

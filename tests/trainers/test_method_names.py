@@ -41,3 +41,33 @@ def test_another_method_name_resumes_the_run():
     assert differing_flags(parser, stored, renamed) == []
     reseeded = vars(parser.parse_args(BASE + ["--seed", "1"]))
     assert differing_flags(parser, stored, reseeded) == [("seed", 0, 1)]
+
+
+def test_a_flag_another_overrides_is_no_difference_for_resume_or_pooling():
+    from trainers.output_checks import differing_flags
+    from trainers.reporting import pooling_problems
+
+    parser = meta.build_parser()
+    steps = ["--en-steps", "300", "--aux-steps", "20"]
+    stored = vars(parser.parse_args(BASE + steps + ["--en-epochs", "2"]))
+    new = vars(parser.parse_args(BASE + steps))  # --en-epochs 1, unused as before
+    assert differing_flags(parser, stored, new) == []
+    by_epochs = vars(parser.parse_args(BASE + ["--aux-steps", "20"]))
+    assert differing_flags(parser, stored, by_epochs) == [
+        ("en_epochs", 2.0, 1.0),
+        ("en_steps", 300, None),
+    ]
+    # Seeds of one method: results.json's own aux list (before it recorded the
+    # settings), and settings that differ only in an overridden flag.
+    old = {"method": "m", "seed": 0, "preset": "p", "aux": ["el", "ur"]}
+    settings = {"preset": "p", "aux": "el,ur", "en_steps": 300}
+    runs = [
+        old,
+        {"method": "m", "seed": 1, "settings": {**settings, "en_epochs": 2.0}},
+        {"method": "m", "seed": 2, "settings": {**settings, "en_epochs": 1.0}},
+    ]
+    assert pooling_problems(runs, ["a", "b", "c"]) == []
+    runs[2]["settings"]["aux"] = "el"
+    assert pooling_problems(runs, ["a", "b", "c"]) == [
+        "the runs of m differ in --aux (el,ur in a, b; el in c)"
+    ]
