@@ -29,6 +29,7 @@ from tests.trainers.test_trainers import (
     _common,
     _weights,
     make_workspace,
+    run_as_user,
 )
 from tools import import_e5_small, plot_rates
 from trainers import evaluate as evaluate_cli
@@ -557,20 +558,6 @@ def test_export_of_a_missing_run_is_one_line(space, capsys, tmp_path):
 
 
 # ---- through the real command line ----------------------------------------
-def _run(*command, timeout=300, env=None):
-    """The command as a user runs it: no TF_CPP_MIN_LOG_LEVEL of our own."""
-    env = {k: v for k, v in {**os.environ, **(env or {})}.items()}
-    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
-    return subprocess.run(
-        [sys.executable, "-m", *command],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
 def _error_lines(done, prog):
     assert "Traceback" not in done.stderr, done.stderr[-3000:]
     return [x for x in done.stderr.splitlines() if x.startswith(f"{prog}: error: ")]
@@ -580,7 +567,7 @@ def _error_lines(done, prog):
 def test_command_lines_exit_2_with_one_line_per_problem(space, tmp_path):
     root, data_dir, preset = space
     out = tmp_path / "run"
-    done = _run(
+    done = run_as_user(
         "trainers.meta",
         *_common(root / "nonexistent", preset, out, *META, "--en-steps", "-5"),
     )
@@ -593,14 +580,14 @@ def test_command_lines_exit_2_with_one_line_per_problem(space, tmp_path):
     ]
     assert not out.exists()
 
-    done = _run("trainers.finetune", *_common(root / "bad-data", preset, out))
+    done = run_as_user("trainers.finetune", *_common(root / "bad-data", preset, out))
     assert done.returncode == 2
     lines = _error_lines(done, "trainers.finetune")
     assert len(lines) == 3 and f"{root}/bad-data/dev.el.tsv:5: unknown" in lines[1]
     assert done.stderr.splitlines() == lines
     assert not out.exists()
 
-    done = _run("serving.export", "--run-dir", str(out), "--out", str(out / "1"))
+    done = run_as_user("serving.export", "--run-dir", str(out), "--out", str(out / "1"))
     assert done.returncode == 2
     assert done.stderr.splitlines() == [
         f"serving.export: error: run directory {out} does not exist"
@@ -702,7 +689,7 @@ def test_the_shell_through_the_real_command_lines(space, tmp_path, tmp_path_fact
     before = sorted(str(p) for p in tmp_path.rglob("*"))
     failures = []
     for name, command, code, stderr, absent in cases:
-        done = _run(*command, env=offline)
+        done = run_as_user(*command, env=offline)
         got = (done.returncode, done.stderr.splitlines(), done.stdout)
         if got != (code, stderr, ""):
             failures.append(f"{name}: {got}")
@@ -723,12 +710,12 @@ def test_a_failure_after_validation_is_one_line_and_leaves_no_run_dir(space):
     (broken / "model.weights.h5").write_bytes(b"not hdf5")
     (broken / "task.weights.h5").write_bytes(b"not hdf5")
     out = root / "garbage-run"
-    done = _run("trainers.finetune", *_common(data_dir, broken, out))
+    done = run_as_user("trainers.finetune", *_common(data_dir, broken, out))
     assert done.returncode == 1
     (line,) = _error_lines(done, "trainers.finetune")
     assert line.endswith("(rerun with --log-level debug for the traceback)")
     assert not out.exists()
-    done = _run(
+    done = run_as_user(
         "trainers.finetune", *_common(data_dir, broken, out), "--log-level", "debug"
     )
     assert done.returncode == 1 and "Traceback" in done.stderr
@@ -765,7 +752,7 @@ def test_sigterm_and_sigint_checkpoint_exit_and_resume_bit_identically(space):
         return ["trainers.meta", *_common(data_dir, preset, out, *flags), str(out)]
 
     reference = root / "signal-reference"
-    done = _run(*command(reference)[:-1])
+    done = run_as_user(*command(reference)[:-1])
     assert done.returncode == 0, done.stderr[-3000:]
 
     out = root / "signal"
@@ -795,7 +782,7 @@ def test_sigterm_and_sigint_checkpoint_exit_and_resume_bit_identically(space):
     assert "interrupted by SIGINT, checkpoint written at meta step " in err
     assert not (out / "rates.json").exists(), "interrupted too late"
 
-    done = _run(*command(out)[:-1])
+    done = run_as_user(*command(out)[:-1])
     assert done.returncode == 0, done.stderr[-3000:]
     assert "en complete, meta resumed, aux new, eval new" in done.stderr
     expected = json.loads((reference / "rates.json").read_text())["phi"]

@@ -77,6 +77,21 @@ def workspace(tmp_path_factory):
     return make_workspace(tmp_path_factory.mktemp("trainers"))
 
 
+def run_as_user(*command, timeout=300, env=None):
+    """`python -m COMMAND` as a user runs it (no TF_CPP_MIN_LOG_LEVEL of our
+    own; `env` added to the environment), output captured."""
+    env = {**os.environ, **(env or {})}
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    return subprocess.run(
+        [sys.executable, "-m", *command],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 def _common(data_dir, preset, out, *extra):
     return [
         "--data-dir", str(data_dir), "--preset", str(preset), "--output-dir", str(out),
@@ -223,11 +238,7 @@ def test_a_finished_run_is_not_redone(workspace, meta_run, caplog):
 
     # The same through the real command line: exit 0, that one line on stderr
     # and nothing else (no TensorFlow start-up lines), nothing rewritten.
-    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
-    done = subprocess.run(
-        [sys.executable, "-m", "trainers.meta", *_common(data_dir, preset, out, *META)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    done = run_as_user("trainers.meta", *_common(data_dir, preset, out, *META))
     assert (done.returncode, done.stdout) == (0, ""), done.stderr
     (line,) = done.stderr.splitlines()
     assert line.endswith(
