@@ -72,7 +72,7 @@ _PAIR_SPEC = ((tf.TensorSpec([None], tf.string), tf.TensorSpec([None], tf.string
 def _traced_preprocessor(preprocessor):
     """`texts -> preprocessor(x=texts)` for batches of string pairs, as one
     `tf.function` per (preprocessor, its sequence length); the preprocessor
-    itself when it cannot be cached (not weak-referenceable)."""
+    itself when it cannot be cached (not weak-referenceable or hashable)."""
     try:
         per_length = _TRACED.setdefault(preprocessor, {})
     except TypeError:
@@ -82,28 +82,19 @@ def _traced_preprocessor(preprocessor):
         owner = weakref.ref(preprocessor)  # the cache must not keep it alive
 
         def call(texts):
+            # Keyword `x=`: a positional tuple would be read as (x, y) and
+            # the hypothesis would silently become the "label".
             return owner()(x=texts)
 
         per_length[length] = tf.function(call, input_signature=_PAIR_SPEC)
     return per_length[length]
 
 
-def _is_string_pair_batch(texts):
-    return (
-        isinstance(texts, tuple)
-        and len(texts) == 2
-        and all(t.dtype == tf.string and t.shape.rank == 1 for t in texts)
-    )
-
-
 def _tokenizer_fn(preprocessor, need_mask):
     def tokenize(texts, labels):
-        # Keyword `x=`: a positional tuple would be read as (x, y) and the
-        # hypothesis would silently become the "label".
-        if _is_string_pair_batch(texts):
-            features = _traced_preprocessor(preprocessor)(texts)
-        else:
-            features = preprocessor(x=texts)
+        # Every map tokenizes batches of raw (premise, hypothesis) strings
+        # (`_RAW_SPEC`, batched before the map): `_PAIR_SPEC` always fits.
+        features = _traced_preprocessor(preprocessor)(texts)
         if not isinstance(features, dict) or "token_ids" not in features:
             raise ValueError(
                 "the preprocessor must return a dict of features with 'token_ids' "
