@@ -1,4 +1,4 @@
-"""Benchmark: training steps under {float32, mixed_bfloat16} × {fixed padding, grouped}.
+"""Benchmark: training steps and predictions under {float32, mixed_bfloat16} × {fixed padding, grouped}.
 
 Real XNLI batches: the English training stream (`train_mt.en`) for the plain
 and the meta inner steps, the auxiliary dev rows (`dev[:1245]` of el and ur,
@@ -20,10 +20,17 @@ length varies by several tokens): a plain Adam step (`TrainStep`), a
 first-order meta inner step (`TrainStep` with a `MetaOptimizer`: the step
 scaled by λ and summed for the meta-gradient), and a held-out step (forward,
 backward and the first-order meta-gradient, as `MetaStep` does after its L
-inner steps). It reports seconds per step (total time / steps), real tokens
+inner steps), and a prediction (forward only, `training=False`, as
+evaluation and serving run it, on the held-out stream). It reports seconds per step (total time / steps), real tokens
 per second, and for each batching the padding waste (padded tokens / real
 tokens) over the timed batches. The processes run one after the other, in one
 sitting, so compare ratios within one run.
+
+The classifier is loaded as every entry point loads it
+(`keras_metaopt.models.load_classifier`: in bfloat16 layers the exact GELU is
+computed in float32). `--bf16-gelu-too` adds two mixed_bfloat16 processes
+with the GELU left in bfloat16, as before that change, to measure what it is
+worth in the same sitting.
 
 Usage:
     python -m tools.import_e5_small --out presets/multilingual_e5_small
@@ -43,7 +50,7 @@ from keras_metaopt import cli
 
 POLICIES = ("float32", "mixed_bfloat16")
 BATCHINGS = ("fixed", "grouped")
-KINDS = ("plain", "meta_inner", "heldout")
+KINDS = ("plain", "meta_inner", "heldout", "predict")
 
 
 def _stream(args, pairs_by_lang, preprocessor, grouped, seed):
@@ -75,14 +82,18 @@ def _worker(args):
     import keras_hub
     import tensorflow as tf
 
-    import keras_metaopt.models  # noqa: F401  (registers E5Tokenizer)
     from keras_metaopt import LayerGroups, MetaOptimizer, TrainStep, data
+    from keras_metaopt.models import load_classifier
     from trainers.process import set_precision
     from trainers.run import freeze_groups
 
     set_precision(args.policy)
     keras.utils.set_random_seed(0)
-    classifier = keras_hub.models.TextClassifier.from_preset(
+    # Without the float32 GELU only with --gelu bfloat16 (what it is worth).
+    from_preset = keras_hub.models.TextClassifier.from_preset
+    if args.gelu == "float32":
+        from_preset = load_classifier
+    classifier = from_preset(
         args.preset, num_classes=3, activation=None, dtype=args.policy
     )
     classifier.preprocessor.sequence_length = args.sequence_length
@@ -110,6 +121,10 @@ def _worker(args):
         grads = tape.gradient(loss, variables)
         return loss, meta_optimizer.meta_gradient(grads, variables)[0]
 
+    @tf.function
+    def predict(iterator):  # evaluation's and serving's forward pass
+        return tf.reduce_sum(classifier(next(iterator)[0], training=False))
+
     # Each step takes its batch from a tf.data iterator inside the compiled
     # function, as the trainers do (no retracing per sequence length); a twin
     # iterator over the same batches gives their padding.
@@ -117,6 +132,7 @@ def _worker(args):
         "plain": (en, 0, plain),
         "meta_inner": (en, 0, inner),
         "heldout": (aux, 1, heldout_step),
+        "predict": (aux, 1, predict),
     }
     result = {}
     for kind, (pairs, seed, run) in kinds.items():
@@ -167,9 +183,19 @@ def main(argv=None):
         help="Time every stride-th batch (1: consecutive batches, as in the "
         "figures of commit 34c9e23).",
     )
+    parser.add_argument(
+        "--bf16-gelu-too",
+        action="store_true",
+        help="Also time mixed_bfloat16 with the GELU in bfloat16 (as before "
+        "load_classifier computed it in float32).",
+    )
     parser.add_argument("--output", help="Also write the results as JSON here.")
     parser.add_argument("--policy", choices=POLICIES, help=argparse.SUPPRESS)
     parser.add_argument("--batching", choices=BATCHINGS, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--gelu", choices=("float32", "bfloat16"), default="float32",
+        help=argparse.SUPPRESS,
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if min(args.batch_size, args.sequence_length, args.steps, args.stride) < 1:
         parser.error(
@@ -180,22 +206,22 @@ def main(argv=None):
     if args.policy:
         return _worker(args)
 
+    settings = [(p, b, "float32") for p in POLICIES for b in BATCHINGS]
+    if args.bf16_gelu_too:
+        settings += [("mixed_bfloat16", b, "bfloat16") for b in BATCHINGS]
     results = {}
-    for policy in POLICIES:
-        for batching in BATCHINGS:
-            command = [sys.executable, "-m", "benchmarks.bench_fast_training"]
-            command += ["--preset", args.preset, "--data-dir", args.data_dir]
-            for flag in ("batch_size", "sequence_length", "warmup", "steps", "stride"):
-                command += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
-            command += ["--policy", policy, "--batching", batching]
-            done = subprocess.run(command, capture_output=True, text=True)
-            if done.returncode:
-                sys.exit(
-                    f"bench_fast_training: {policy}/{batching} failed:\n"
-                    + done.stderr[-3000:]
-                )
-            results[f"{policy}/{batching}"] = json.loads(done.stdout.splitlines()[-1])
-            print(f"{policy}/{batching}: done", file=sys.stderr, flush=True)
+    for policy, batching, gelu in settings:
+        command = [sys.executable, "-m", "benchmarks.bench_fast_training"]
+        command += ["--preset", args.preset, "--data-dir", args.data_dir]
+        for flag in ("batch_size", "sequence_length", "warmup", "steps", "stride"):
+            command += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
+        command += ["--policy", policy, "--batching", batching, "--gelu", gelu]
+        name = f"{policy}{'' if gelu == 'float32' else '-bf16-gelu'}/{batching}"
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode:
+            sys.exit(f"bench_fast_training: {name} failed:\n" + done.stderr[-3000:])
+        results[name] = json.loads(done.stdout.splitlines()[-1])
+        print(f"{name}: done", file=sys.stderr, flush=True)
 
     base = {k: results["float32/fixed"][k]["seconds_per_step"] for k in KINDS}
     print(

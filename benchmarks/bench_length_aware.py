@@ -82,16 +82,12 @@ def load_pairs(data_dir: Path, per_language: int) -> list[tuple[str, str]]:
 
 
 def write_run(preset: str, sequence_length: int, path: Path) -> Path:
-    import keras_hub
-
-    import keras_metaopt.models  # noqa: F401  (registers the e5 tokenizer)
     from keras_metaopt.formats import LABEL_NAMES as LABELS
     from keras_metaopt.formats import MODEL_DIR
+    from keras_metaopt.models import load_classifier
     from keras_metaopt.run_record import make_run_record, write_run_record
 
-    classifier = keras_hub.models.TextClassifier.from_preset(
-        preset, num_classes=len(LABELS), activation=None
-    )
+    classifier = load_classifier(preset, num_classes=len(LABELS), activation=None)
     classifier.preprocessor.sequence_length = sequence_length
     classifier.save_to_preset(str(path / MODEL_DIR))
     run = make_run_record(

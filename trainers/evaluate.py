@@ -75,9 +75,9 @@ def main(argv=None):
         cli.install_excepthook(parser.prog, debug=args.log_level == "DEBUG")
     cli.import_tensorflow()
     # TensorFlow and the data, after the flags (`--help` answers without them).
-    import keras_hub
     import numpy as np
 
+    from keras_metaopt.models import load_classifier
     from trainers.evaluation import evaluate
     from trainers.output_checks import check_output_file
     from trainers.reporting import (
@@ -89,9 +89,7 @@ def main(argv=None):
 
     if args.model:
         pairs = check_model_args(parser, args)
-        classifier = keras_hub.models.TextClassifier.from_preset(
-            args.model, dtype=args.precision
-        )
+        classifier = load_classifier(args.model, dtype=args.precision)
         results = evaluate(classifier, pairs, args.batch_size)
         accuracy = {x: r["accuracy"] for x, r in results.items()}
         payload = {

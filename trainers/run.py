@@ -14,10 +14,8 @@ import shutil
 import time
 
 import keras
-import keras_hub
 import tensorflow as tf
 
-import keras_metaopt.models  # noqa: F401  (registers E5Tokenizer for presets)
 from keras_metaopt import LayerGroups, cli, data
 from keras_metaopt.formats import (
     MODEL_DIR,
@@ -31,6 +29,7 @@ from keras_metaopt.formats import (
     stage1_preset,
     write_json,
 )
+from keras_metaopt.models import load_classifier
 from keras_metaopt.run_record import make_run_record, write_run_record
 from trainers.evaluation import evaluate
 from trainers.output_checks import RUN_ARTIFACTS, run_directory
@@ -96,17 +95,15 @@ class Run:
             if holds_classifier(preset):
                 # A saved classifier: passing num_classes would make keras-hub
                 # skip its task weights and start a new, random head.
-                classifier = keras_hub.models.TextClassifier.from_preset(
-                    str(preset), dtype=self.args.precision
-                )
+                classifier = load_classifier(preset, dtype=self.args.precision)
                 if classifier.num_classes != len(LABELS):
                     raise ValueError(
                         f"{preset}: a classifier with {classifier.num_classes} "
                         f"classes, not {len(LABELS)} ({', '.join(LABELS)})."
                     )
             else:  # an encoder preset: a new head on top
-                classifier = keras_hub.models.TextClassifier.from_preset(
-                    str(preset),
+                classifier = load_classifier(
+                    preset,
                     num_classes=len(LABELS),
                     activation=None,
                     dtype=self.args.precision,

@@ -65,12 +65,10 @@ class RunDir:
         Raises ValueError when the preset has no preprocessor or when its
         ``sequence_length`` differs from the one recorded in ``run.json``.
         """
-        import keras_hub
+        from keras_metaopt.models import load_classifier
 
-        import keras_metaopt.models  # noqa: F401  (registers presets' custom tokenizers)
-
-        classifier = keras_hub.models.TextClassifier.from_preset(
-            str(self.model_path), **({"dtype": dtype} if dtype else {})
+        classifier = load_classifier(
+            self.model_path, **({"dtype": dtype} if dtype else {})
         )
         pre = classifier.preprocessor
         if pre is None:

@@ -1,0 +1,127 @@
+"""Benchmark: where a forward pass spends its time, per TensorFlow op type.
+
+Profiles (`tf.profiler`) the classifier's forward pass (`training=False`, as
+evaluation and serving run it) on one random batch of `--batch-size` ×
+`--length` tokens, `--calls` calls after two warm-up calls, for three
+settings of the same weights: float32; mixed_bfloat16 as every entry point
+loads it (`keras_metaopt.models.load_classifier`: the exact GELU computed in
+float32); and mixed_bfloat16 with the GELU left in bfloat16 (plain keras-hub).
+It prints, per setting, the wall time per call and the op types' time per
+call summed over TensorFlow's threads (so they may add up to more than the
+wall time), largest first. This is how the bfloat16 `Erfc` was found to take
+a third of the bfloat16 forward pass (BENCHMARKS.md, "Where bf16 inference
+lost its time").
+
+Usage:
+    python -m benchmarks.profile_forward --preset presets/multilingual_e5_small
+    python -m benchmarks.profile_forward --preset presets/tiny --calls 1  # smoke
+"""
+
+import collections
+import glob
+import os
+import sys
+import tempfile
+import time
+
+from keras_metaopt import cli
+
+SETTINGS = {  # name: (dtype policy, GELU in float32)
+    "float32": ("float32", True),
+    "mixed_bfloat16": ("mixed_bfloat16", True),
+    "mixed_bfloat16, GELU in bfloat16": ("mixed_bfloat16", False),
+}
+
+# Events on the op threads that are the executor's, not ops (they span them).
+EXECUTOR = {"Process", "Run"}
+
+
+def op_times(logdir):
+    """`{op type: seconds}` summed over the CPU events of one profile."""
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    (path,) = glob.glob(f"{logdir}/**/*.xplane.pb", recursive=True)
+    space = xplane_pb2.XSpace()
+    with open(path, "rb") as f:
+        space.ParseFromString(f.read())
+    times = collections.Counter()
+    for plane in space.planes:
+        if plane.name != "/host:CPU":
+            continue
+        for line in plane.lines:
+            if not line.name.startswith("tf_Compute"):
+                continue  # TensorFlow's op threads; not Python or the executor
+            for event in line.events:
+                name = plane.event_metadata[event.metadata_id].name
+                op = name.rsplit(":", 1)[-1]  # "scope/op_name:OpType"
+                if ":" in name and op.isidentifier() and op not in EXECUTOR:
+                    times[op] += event.duration_ps / 1e12
+    return times
+
+
+def profile(classifier, inputs, calls):
+    import tensorflow as tf
+
+    forward = tf.function(lambda x: classifier(x, training=False))
+    for _ in range(2):
+        forward(inputs).numpy()
+    with tempfile.TemporaryDirectory() as logdir:
+        tf.profiler.experimental.start(logdir)
+        start = time.perf_counter()
+        for _ in range(calls):
+            forward(inputs).numpy()
+        wall = time.perf_counter() - start
+        tf.profiler.experimental.stop()
+        times = op_times(logdir)
+    return wall / calls, {op: t / calls for op, t in times.items()}
+
+
+def _inputs(classifier, args):
+    """Random token ids, no padding, zeros for any other input (segment ids)."""
+    import numpy as np
+    import tensorflow as tf
+
+    shape = (args.batch_size, args.length)
+    ids = np.random.default_rng(0).integers(5, 100, shape)
+    inputs = {name: tf.zeros(shape, tf.int32) for name in classifier.backbone.input}
+    inputs["token_ids"] = tf.constant(ids, tf.int32)
+    inputs["padding_mask"] = tf.ones(shape, tf.bool)
+    return inputs
+
+
+def main(argv=None):
+    parser = cli.parser(
+        prog="python -m benchmarks.profile_forward",
+        description=__doc__.split("\n\n")[0],
+    )
+    parser.add_argument("--preset", required=True, help="Encoder preset directory.")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--length", type=int, default=48, help="Tokens per pair.")
+    parser.add_argument("--calls", type=int, default=3, help="Profiled calls.")
+    parser.add_argument("--top", type=int, default=10, help="Op types shown.")
+    args = parser.parse_args(argv)
+    if min(args.batch_size, args.length, args.calls, args.top) < 1:
+        parser.error("--batch-size, --length, --calls and --top must be >= 1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import keras
+    import keras_hub
+
+    from keras_metaopt.models import load_classifier
+
+    for name, (policy, float32_gelu) in SETTINGS.items():
+        keras.utils.set_random_seed(0)  # the same head in every setting
+        load = (
+            load_classifier
+            if float32_gelu
+            else keras_hub.models.TextClassifier.from_preset
+        )
+        classifier = load(args.preset, num_classes=3, activation=None, dtype=policy)
+        wall, times = profile(classifier, _inputs(classifier, args), args.calls)
+        print(f"## {name}: {wall:.3f} s per call (wall)")
+        for op, seconds in sorted(times.items(), key=lambda x: -x[1])[: args.top]:
+            print(f"  {op:28s} {seconds:.4f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
