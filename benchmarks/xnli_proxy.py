@@ -95,6 +95,14 @@ METHODS = {  # row name: (trainer, its flags, seeds)
         | {"--initial-phi": 0, **LONG_META},
         3,
     ),
+    # Beyond the paper (issue 24): the paper-literal row at the base learning
+    # rate that is best for plain fine-tuning (finetune-lr3e-05, the strongest
+    # baseline over 3 seeds): does meta-training add anything on top of it?
+    "meta-paper-100-lr3e-05": (
+        "meta",
+        {"--meta-init": "pretrained", "--learning-rate": "3e-5", **LONG_META},
+        3,
+    ),
     # λ = exp(φ) from φ = 0 (plain fine-tuning), the exact meta-gradient.
     "meta-exp-exact-100": (
         "meta",
@@ -110,7 +118,9 @@ METHODS = {  # row name: (trainer, its flags, seeds)
     "finetune-fast-en32": ("finetune", FAST, 3),
     # The paper-literal row on that fast path (issue 23): meta-training and the
     # auxiliary stage in bf16 with length grouping, from the float32 English
-    # model; compared with finetune-fast-en32, never with the float32 rows.
+    # model; compared with finetune-fast-en32, never with the float32 rows,
+    # and only with its seeds run after d303fb6 (the GELU in float32 in bf16
+    # layers: the committed finetune-fast-en32 seeds computed it in bf16).
     "meta-paper-100-fast-en32": (
         "meta",
         {"--meta-init": "pretrained", **LONG_META, **FAST},

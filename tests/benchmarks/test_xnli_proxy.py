@@ -12,7 +12,7 @@ from trainers.reporting import compare
 def test_plan_is_seed_major_with_the_english_model_first():
     runs = xnli_proxy.plan(3, 2, None)
     assert runs[0] == ("english-only", 0)
-    assert runs[2:21] == [
+    assert runs[2:22] == [
         (m, 0)
         for m in (
             "finetune",
@@ -30,6 +30,7 @@ def test_plan_is_seed_major_with_the_english_model_first():
             "meta-paper-100-shared",
             "meta-paper-100-joint",
             "meta-paper-100-scaled",
+            "meta-paper-100-lr3e-05",
             "meta-exp-exact-100",
             "finetune-fast",
             "finetune-fast-en32",
@@ -37,7 +38,7 @@ def test_plan_is_seed_major_with_the_english_model_first():
         )
     ]
     assert runs[1] == ("english-only-fast", 0)
-    assert runs[42:] == [
+    assert runs[44:] == [
         ("english-only", 2),
         ("english-only-fast", 2),
         ("finetune", 2),
@@ -50,12 +51,13 @@ def test_plan_is_seed_major_with_the_english_model_first():
         ("meta-paper-100-shared", 2),
         ("meta-paper-100-joint", 2),
         ("meta-paper-100-scaled", 2),
+        ("meta-paper-100-lr3e-05", 2),
         ("meta-exp-exact-100", 2),
         ("finetune-fast", 2),
         ("finetune-fast-en32", 2),
         ("meta-paper-100-fast-en32", 2),
     ]
-    assert len(runs) == 3 * 2 + 14 * 3 + 5 * 2
+    assert len(runs) == 3 * 2 + 15 * 3 + 5 * 2
     assert xnli_proxy.plan(3, 2, {"meta-joint"}) == [
         ("english-only", 0),
         ("meta-joint", 0),
@@ -148,6 +150,16 @@ def test_a_row_budget_replaces_the_common_one_and_no_flag_is_given_twice(tmp_pat
     for method in ("meta-paper-100-shared", "meta-paper-100-joint"):
         flags = _flags(xnli_proxy.command(method, 0, args, xnli_proxy.BUDGET)[0])
         assert flags["--meta-init"] == "pretrained", method
+    # The paper-literal row at the strongest baseline's learning rate: the
+    # same command as meta-paper-100 but for that rate and the row's name.
+    ours, paper = (
+        _flags(xnli_proxy.command(m, 0, args, xnli_proxy.BUDGET)[0])
+        for m in ("meta-paper-100-lr3e-05", "meta-paper-100")
+    )
+    assert ours.pop("--learning-rate") == "3e-5" and "--learning-rate" not in paper
+    assert ours.pop("--method-name") != paper.pop("--method-name")
+    assert ours.pop("--output-dir") != paper.pop("--output-dir")
+    assert ours == paper
 
 
 def test_every_command_parses_and_names_its_row(tmp_path):
