@@ -1,8 +1,10 @@
-"""Benchmark: where a forward pass spends its time, per TensorFlow op type.
+"""Benchmark: where a forward pass or a training step spends its time, per op type.
 
-Profiles (`tf.profiler`) the classifier's forward pass (`training=False`, as
-evaluation and serving run it) on one random batch of `--batch-size` ×
-`--length` tokens, `--calls` calls after two warm-up calls, for three
+Profiles (`tf.profiler`) the classifier's forward pass (`--pass forward`,
+`training=False`, as evaluation and serving run it) or its gradient
+(`--pass gradient`: forward with `training=True`, the cross-entropy loss and
+its gradient for the trainable variables, the embeddings frozen as the
+trainers freeze them; no optimizer) on one random batch of `--batch-size` × `--length` tokens, `--calls` calls after two warm-up calls, for three
 settings of the same weights: float32; mixed_bfloat16 as every entry point
 loads it (`keras_metaopt.models.load_classifier`: the exact GELU computed in
 float32); and mixed_bfloat16 with the GELU left in bfloat16 (plain keras-hub).
@@ -13,8 +15,10 @@ a third of the bfloat16 forward pass (BENCHMARKS.md, "Where bf16 inference
 lost its time").
 
 Usage:
-    python -m benchmarks.profile_forward --preset presets/multilingual_e5_small
-    python -m benchmarks.profile_forward --preset presets/tiny --calls 1  # smoke
+    python -m benchmarks.profile_ops --preset presets/multilingual_e5_small
+    python -m benchmarks.profile_ops --preset presets/multilingual_e5_small \
+        --pass gradient --batch-size 32
+    python -m benchmarks.profile_ops --preset presets/tiny --calls 1  # smoke
 """
 
 import collections
@@ -59,10 +63,22 @@ def op_times(logdir):
     return times
 
 
-def profile(classifier, inputs, calls):
+def profile(classifier, inputs, calls, gradient):
+    import keras
     import tensorflow as tf
 
-    forward = tf.function(lambda x: classifier(x, training=False))
+    labels = tf.zeros(inputs["token_ids"].shape[:1], tf.int32)
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    @tf.function
+    def forward(x):
+        if not gradient:
+            return classifier(x, training=False)
+        variables = classifier.trainable_variables
+        with tf.GradientTape() as tape:
+            value = loss(labels, classifier(x, training=True))
+        return tf.add_n([tf.reduce_sum(g) for g in tape.gradient(value, variables)])
+
     for _ in range(2):
         forward(inputs).numpy()
     with tempfile.TemporaryDirectory() as logdir:
@@ -91,10 +107,14 @@ def _inputs(classifier, args):
 
 def main(argv=None):
     parser = cli.parser(
-        prog="python -m benchmarks.profile_forward",
+        prog="python -m benchmarks.profile_ops",
         description=__doc__.split("\n\n")[0],
     )
     parser.add_argument("--preset", required=True, help="Encoder preset directory.")
+    parser.add_argument(
+        "--pass", dest="pass_", choices=("forward", "gradient"), default="forward",
+        help="The forward pass alone, or a training step's loss and gradient.",
+    )  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--length", type=int, default=48, help="Tokens per pair.")
     parser.add_argument("--calls", type=int, default=3, help="Profiled calls.")
@@ -107,6 +127,7 @@ def main(argv=None):
     import keras_hub
 
     from keras_metaopt.models import load_classifier
+    from trainers.run import freeze_groups
 
     for name, (policy, float32_gelu) in SETTINGS.items():
         keras.utils.set_random_seed(0)  # the same head in every setting
@@ -116,7 +137,10 @@ def main(argv=None):
             else keras_hub.models.TextClassifier.from_preset
         )
         classifier = load(args.preset, num_classes=3, activation=None, dtype=policy)
-        wall, times = profile(classifier, _inputs(classifier, args), args.calls)
+        freeze_groups(classifier, ("embeddings",))
+        wall, times = profile(
+            classifier, _inputs(classifier, args), args.calls, args.pass_ == "gradient"
+        )
         print(f"## {name}: {wall:.3f} s per call (wall)")
         for op, seconds in sorted(times.items(), key=lambda x: -x[1])[: args.top]:
             print(f"  {op:28s} {seconds:.4f} s")
