@@ -42,7 +42,7 @@ import contextlib
 import keras
 import tensorflow as tf
 
-from keras_metaopt import rate_param
+from keras_metaopt import layer_recompute, rate_param
 from keras_metaopt.functional_adam import adam_slots, adam_step
 
 
@@ -62,9 +62,21 @@ class ExactMetaGradient:
             replica's share of the mean loss (e.g. `TrainStep.loss_from_logits`).
         meta_interval: L, the inner steps of a window.
         state_every: k, keep every k-th state and recompute the rest.
+        recompute_layers: in the Hessian-vector products, keep only each
+            transformer layer's input and recompute the layer in the backward
+            passes (`keras_metaopt.layer_recompute`): less memory, more time,
+            the same values to round-off.
     """
 
-    def __init__(self, model, optimizer, loss_fn, meta_interval, state_every=1):
+    def __init__(
+        self,
+        model,
+        optimizer,
+        loss_fn,
+        meta_interval,
+        state_every=1,
+        recompute_layers=False,
+    ):
         if not 1 <= state_every <= meta_interval:
             raise ValueError(
                 f"state_every must be in [1, meta_interval = {meta_interval}]; "
@@ -76,6 +88,7 @@ class ExactMetaGradient:
         self.loss_fn = loss_fn
         self.meta_interval = meta_interval
         self.state_every = state_every
+        self.recompute_layers = recompute_layers
         self._compiled = None  # the compiled steps, built on the first run
         opt = optimizer
         # Model trainable variables: index among the optimizer's trained ones,
@@ -323,8 +336,17 @@ class ExactMetaGradient:
         return self._compiled
 
     def _backward_step(self, state, batch, phi, theta_bar, m_bar, v_bar):
+        # The moments and the recomputation cover the HVP too: with
+        # recompute_layers the outer gradient runs the layers again.
+        recompute = _no_recompute
+        if self.recompute_layers:
+            recompute = layer_recompute.recompute_layers
+        with _second_order_moments(), recompute(self.model):
+            return self._backward_step_body(state, batch, phi, theta_bar, m_bar, v_bar)
+
+    def _backward_step_body(self, state, batch, phi, theta_bar, m_bar, v_bar):
         theta, m, v, seeds, iteration = state
-        with tf.GradientTape() as outer, _second_order_moments():
+        with tf.GradientTape() as outer:
             outer.watch(theta)
             _, grads_replica, _ = self.gradient(theta, seeds, batch)
         grads = _all_reduce(grads_replica)
@@ -363,6 +385,11 @@ class ExactMetaGradient:
         return self.model.stateless_call(
             values, non_trainable, features, training=training
         )
+
+
+@contextlib.contextmanager
+def _no_recompute(model):
+    yield 0
 
 
 @contextlib.contextmanager

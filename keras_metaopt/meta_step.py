@@ -32,6 +32,10 @@ class MetaStep:
         state_every: Exact meta-gradient only: keep every k-th inner state
             and recompute the others in the backward sweep (default 1: keep
             all L + 1; memory ~ ⌈L/k⌉ + k states).
+        recompute_layers: Exact meta-gradient only: in its Hessian-vector
+            products keep only each transformer layer's input and recompute
+            the layer in the backward passes (`keras_metaopt.layer_recompute`:
+            less memory, more time, the same meta-gradient to round-off).
 
     Example (runs as written, on the tiny test classifier):
 
@@ -57,6 +61,7 @@ class MetaStep:
         meta_interval=15,
         strategy=None,
         state_every=None,
+        recompute_layers=False,
     ):
         if meta_interval < 1:
             raise ValueError(f"meta_interval must be >= 1; got {meta_interval}.")
@@ -65,6 +70,11 @@ class MetaStep:
             raise ValueError(
                 "state_every is an option of the exact meta-gradient: build the "
                 "MetaOptimizer with meta_gradient='exact'."
+            )
+        if recompute_layers and not self.exact:
+            raise ValueError(
+                "recompute_layers is an option of the exact meta-gradient: build "
+                "the MetaOptimizer with meta_gradient='exact'."
             )
         state_every = 1 if state_every is None else state_every
         if not 1 <= state_every <= meta_interval:
@@ -76,6 +86,7 @@ class MetaStep:
         self.optimizer = optimizer
         self.meta_interval = meta_interval
         self.state_every = state_every
+        self.recompute_layers = recompute_layers
         self.strategy = strategy or tf.distribute.get_strategy()
         self._inner = TrainStep(model, optimizer, strategy=self.strategy)
         self._window = None
@@ -99,6 +110,7 @@ class MetaStep:
                 self._inner.loss_from_logits,
                 self.meta_interval,
                 self.state_every,
+                self.recompute_layers,
             )
         if self.exact:  # a Python loop over compiled steps (memory: see there)
             return self._exact_meta_step(train_iterator, heldout_iterator)
