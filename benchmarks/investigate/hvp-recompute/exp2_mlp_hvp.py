@@ -2,11 +2,12 @@
 """Exactness: nested-tape HVP of a dropout MLP, plain vs per-layer checkpoint.
 usage: exp2_mlp_hvp.py [eager|function]"""
 
+import os
 import sys
 
 import tensorflow as tf
 
-sys.path.insert(0, "/tmp/hvp_research")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # ckpt.py
 from ckpt import checkpoint, checkpoint_v2
 
 mode = sys.argv[1] if len(sys.argv) > 1 else "eager"

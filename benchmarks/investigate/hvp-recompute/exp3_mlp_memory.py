@@ -1,13 +1,14 @@
 """Peak RSS of one computation on a bigger dropout MLP, one process per variant.
 usage: exp3_mlp_memory.py eager|function grad|hvp|hvp_ckpt|hvp_ckpt_dep"""
 
+import os
 import resource
 import sys
 import time
 
 import tensorflow as tf
 
-sys.path.insert(0, "/tmp/hvp_research")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # ckpt.py
 from ckpt import checkpoint, checkpoint_v2
 
 mode, variant = sys.argv[1], sys.argv[2]

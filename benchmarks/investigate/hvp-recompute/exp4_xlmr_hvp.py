@@ -15,8 +15,10 @@ import numpy as np
 import tensorflow as tf
 from keras.src.backend.common.stateless_scope import StatelessScope, get_stateless_scope
 
-sys.path.insert(0, "/tmp/hvp_research")
-sys.path.insert(0, "/work/main")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # ckpt.py
+sys.path.insert(
+    0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../..")
+)  # the repository
 from ckpt import checkpoint_v2
 
 from keras_metaopt.exact_meta_gradient import _second_order_moments
