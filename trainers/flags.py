@@ -235,6 +235,13 @@ def add_meta_flags(parser):
         "(memory ~ L/k + k states instead of L + 1).",
     )
     g.add_argument(
+        "--recompute-layers",
+        action="store_true",
+        help="exact: recompute each transformer layer in the Hessian-vector "
+        "products instead of keeping its activations (less memory, more time; "
+        "the same meta-gradient to round-off).",
+    )
+    g.add_argument(
         "--meta-clipnorm",
         type=float,
         help="Clip the norm of each meta-gradient dL/dφ to this value.",

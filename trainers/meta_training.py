@@ -80,6 +80,7 @@ def meta_train(run, classifier, sources):
         args.meta_interval,
         run.strategy,
         state_every=args.state_every if args.meta_gradient == "exact" else None,
+        recompute_layers=args.recompute_layers,
     )
     phi_start = optimizer.phi.numpy().copy()
     languages = sorted(sources)

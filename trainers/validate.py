@@ -147,6 +147,11 @@ def check_ranges(parser, args):
             f"--state-every {state_every}: must be <= --meta-interval ({window}), "
             "the window whose states it keeps"
         )
+    if getattr(args, "recompute_layers", False) and args.meta_gradient != "exact":
+        problems.append(
+            "--recompute-layers: only with --meta-gradient exact (it recomputes "
+            "the layers in the exact meta-gradient's Hessian-vector products)"
+        )
     problems += check_precision(args)
     rate = getattr(args, "rates_param", None)
     phi = getattr(args, "initial_phi", "random")

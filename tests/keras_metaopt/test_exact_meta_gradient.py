@@ -261,7 +261,10 @@ def test_replay_is_deterministic_and_state_checkpointing_changes_nothing():
             np.testing.assert_array_equal(a, b)
 
 
-def test_mirrored_strategy_on_two_cpus_matches_single_device(mirrored):
+@pytest.mark.parametrize("recompute", [False, True], ids=["", "layers-recomputed"])
+def test_mirrored_strategy_on_two_cpus_matches_single_device(mirrored, recompute):
+    # recompute: the mirrored run recomputes the layers in its HVPs
+    # (keras_metaopt.layer_recompute), the single-device one does not.
     steps = 3
     train = tf.data.Dataset.from_tensor_slices(
         stack(random_batches(2 * steps, 8, seed=1))
@@ -274,7 +277,13 @@ def test_mirrored_strategy_on_two_cpus_matches_single_device(mirrored):
             optimizer = MetaOptimizer(
                 keras.optimizers.Adam(1e-2), initial_phi=PHI, meta_gradient="exact"
             )
-            step = MetaStep(model, optimizer, steps, strategy=strategy)
+            step = MetaStep(
+                model,
+                optimizer,
+                steps,
+                strategy=strategy,
+                recompute_layers=recompute and strategy is mirrored,
+            )
         results = [
             step(
                 iter(

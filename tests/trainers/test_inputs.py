@@ -133,6 +133,11 @@ CORPUS = [
     ),
     (
         "meta",
+        ["--recompute-layers"],
+        ["--recompute-layers: only with --meta-gradient exact"],
+    ),
+    (
+        "meta",
         ["--rates-param", "exp", "--initial-phi", "2"],
         ["--initial-phi 2: with --rates-param exp, φ must be <= log 4"],
     ),

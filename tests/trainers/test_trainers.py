@@ -608,14 +608,18 @@ def test_meta_english_init_exp_rates_exact_gradient_end_to_end(workspace, meta_r
     # The issue-11 options together, with rounds from the English model (the
     # reading other than the default, as in the row meta-exp-exact-100):
     # λ = exp(φ) from φ = 0, the exact meta-gradient with state checkpointing;
-    # stage 3 then trains with rates that may exceed 1.
+    # stage 3 then trains with rates that may exceed 1. The layers are
+    # recomputed in the HVPs (the same values to round-off: test_exact_meta_gradient).
     root, data_dir, preset = workspace
     out = root / "meta-exp-exact"
     extra = ["--init-from", str(meta_run[0]), "--meta-init", "english"]
     extra += ["--rates-param", "exp", "--initial-phi", "0"]
     extra += ["--meta-gradient", "exact", "--state-every", "2", "--meta-lr", "0.5"]
-    result = meta.main(_common(data_dir, preset, out, *META, *extra))
+    result = meta.main(
+        _common(data_dir, preset, out, *META, *extra, "--recompute-layers")
+    )
     assert result["method"] == "meta-english-init-exp-exact"
+    assert json.loads((out / "run.json").read_text())["args"]["recompute_layers"]
     payload = json.loads((out / "rates.json").read_text())
     assert payload["rates_param"] == "exp"
     stats = json.loads((out / "meta_stats.json").read_text())
