@@ -89,6 +89,11 @@ class ExactMetaGradient:
         self.meta_interval = meta_interval
         self.state_every = state_every
         self.recompute_layers = recompute_layers
+        if recompute_layers and not layer_recompute.transformer_layers(model):
+            raise ValueError(
+                f"recompute_layers: {model.name} has no keras-hub TransformerEncoder "
+                "layers, the only layers it recomputes."
+            )
         self._compiled = None  # the compiled steps, built on the first run
         opt = optimizer
         # Model trainable variables: index among the optimizer's trained ones,

@@ -30,20 +30,26 @@ import tensorflow as tf
 from keras.src.backend.common.stateless_scope import get_stateless_scope
 from tensorflow.python.eager import record  # thread-wide stop_recording
 
-__all__ = ["recompute_layers"]
+__all__ = ["recompute_layers", "transformer_layers"]
 
 _ZERO = tf.UnconnectedGradients.ZERO
+
+
+def transformer_layers(model):
+    """The keras-hub `TransformerEncoder` layers of `model`, the ones that
+    `recompute_layers` recomputes."""
+    return [
+        layer
+        for layer in model._flatten_layers(include_self=False, recursive=True)
+        if isinstance(layer, keras_hub.layers.TransformerEncoder)
+    ]
 
 
 @contextlib.contextmanager
 def recompute_layers(model):
     """Within the context, every `TransformerEncoder` of `model` recomputes
     its forward pass in its backward passes (first and second order)."""
-    layers = [
-        layer
-        for layer in model._flatten_layers(include_self=False, recursive=True)
-        if isinstance(layer, keras_hub.layers.TransformerEncoder)
-    ]
+    layers = transformer_layers(model)
     originals = [layer.call for layer in layers]
     try:
         for layer, call in zip(layers, originals):

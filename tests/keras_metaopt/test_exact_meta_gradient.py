@@ -395,3 +395,24 @@ def test_layer_recomputation_changes_the_meta_gradient_only_by_round_off():
     np.testing.assert_allclose(ours, plain, rtol=1e-9)
     for a, b in zip(our_weights, plain_weights):  # the inner steps are untouched
         np.testing.assert_array_equal(a, b)
+
+
+def test_layer_recomputation_needs_transformer_layers_and_a_compiled_stateless_call():
+    from keras_metaopt.layer_recompute import recompute_layers
+
+    inputs = keras.Input((4,))
+    logits = keras.layers.Dense(3, name="logits")(inputs)  # a layer group: head
+    dense = keras.Model(inputs, logits, name="dense_only")
+    optimizer = MetaOptimizer(keras.optimizers.Adam(1e-2), meta_gradient="exact")
+    optimizer.build(dense.trainable_variables)
+    with pytest.raises(
+        ValueError, match="dense_only has no keras-hub TransformerEncoder"
+    ):
+        ExactMetaGradient(dense, optimizer, None, 2, recompute_layers=True)
+    model = tiny_classifier()
+    features, _ = random_batches(1)[0]
+    with recompute_layers(model) as count:
+        assert count == 2
+        with pytest.raises(RuntimeError, match="inside model.stateless_call only"):
+            model(features)
+    model(features)  # restored on exit
