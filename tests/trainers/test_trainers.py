@@ -599,8 +599,18 @@ def test_killed_run_resumes_to_the_same_rates_and_weights(workspace, meta_run):
     assert json.loads((uninterrupted / "results.json").read_text())["resumed"] is False
     expected = json.loads((uninterrupted / "rates.json").read_text())["phi"]
     assert json.loads((out / "rates.json").read_text())["phi"] == expected
+    results = [
+        json.loads((d / "results.json").read_text()) for d in (out, uninterrupted)
+    ]
+    assert results[0]["correct"] == results[1]["correct"]
+    # The weights: equal up to round-off far below one Adam step (about
+    # lr x λ, 3e-6 or more here, so a wrong batch, mask or moment fails).
+    # Under heavy load the uninterrupted run once came out 1-128 ulps off in
+    # 251 of 27,747 weights, with the same φ and predictions (2026-12-07; seven
+    # other processes, the resumed one among them, agreed bit for bit):
+    # TensorFlow's CPU kernels are not always bit-reproducible on a busy machine.
     for a, b in zip(_weights(out / "model"), _weights(uninterrupted / "model")):
-        np.testing.assert_array_equal(a, b)
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-8)
 
 
 @pytest.mark.slow
