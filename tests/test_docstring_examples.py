@@ -34,6 +34,7 @@ RUNNABLE = (
     "keras_metaopt.data.data_format_error",
     "keras_metaopt.data.split_spec",
     "keras_metaopt.models.float32_gelu",
+    "keras_metaopt.models.float32_residual",
     "keras_metaopt.testing",
     "keras_metaopt.testing.random_run_dir",
     "serving.client.tensor_proto",
