@@ -12,7 +12,7 @@ from trainers.reporting import compare
 def test_plan_is_seed_major_with_the_english_model_first():
     runs = xnli_proxy.plan(3, 2, None)
     assert runs[0] == ("english-only", 0)
-    assert runs[2:22] == [
+    assert runs[3:24] == [
         (m, 0)
         for m in (
             "finetune",
@@ -34,13 +34,15 @@ def test_plan_is_seed_major_with_the_english_model_first():
             "meta-exp-exact-100",
             "finetune-fast",
             "finetune-fast-en32",
-            "meta-paper-100-fast-en32",
+            "finetune-fast-v2",
+            "meta-paper-100-fast-v2",
         )
     ]
-    assert runs[1] == ("english-only-fast", 0)
-    assert runs[44:] == [
+    assert runs[1:3] == [("english-only-fast", 0), ("english-only-fast-v2", 0)]
+    assert runs[48:] == [
         ("english-only", 2),
         ("english-only-fast", 2),
+        ("english-only-fast-v2", 2),
         ("finetune", 2),
         ("meta", 2),
         ("finetune-lr1e-05", 2),
@@ -55,9 +57,10 @@ def test_plan_is_seed_major_with_the_english_model_first():
         ("meta-exp-exact-100", 2),
         ("finetune-fast", 2),
         ("finetune-fast-en32", 2),
-        ("meta-paper-100-fast-en32", 2),
+        ("finetune-fast-v2", 2),
+        ("meta-paper-100-fast-v2", 2),
     ]
-    assert len(runs) == 3 * 2 + 15 * 3 + 5 * 2
+    assert len(runs) == 3 * 3 + 16 * 3 + 5 * 2
     assert xnli_proxy.plan(3, 2, {"meta-joint"}) == [
         ("english-only", 0),
         ("meta-joint", 0),
@@ -124,17 +127,18 @@ def test_commands_share_the_seed_english_model(tmp_path):
     )
     assert flags["--init-from"] == str(tmp_path / "english-only-seed2")
     assert flags["--precision"] == "mixed_bfloat16" and "--group-by-length" in flags
+    # The -v2 rows from the -v2 fast English model.
     flags = _flags(
-        xnli_proxy.command("meta-paper-100-fast-en32", 2, args, xnli_proxy.BUDGET)[0]
+        xnli_proxy.command("meta-paper-100-fast-v2", 2, args, xnli_proxy.BUDGET)[0]
     )
-    assert flags["--init-from"] == str(tmp_path / "english-only-seed2")
+    assert flags["--init-from"] == str(tmp_path / "english-only-fast-v2-seed2")
     assert flags["--precision"] == "mixed_bfloat16" and "--group-by-length" in flags
     assert flags["--meta-init"] == "pretrained" and flags["--rounds"] == "10"
 
 
 def test_a_row_budget_replaces_the_common_one_and_no_flag_is_given_twice(tmp_path):
     args = type("Args", (), {"work_dir": str(tmp_path), "preset": "P", "data_dir": "D"})
-    for method in ["english-only", "english-only-fast", *xnli_proxy.METHODS]:
+    for method in [*xnli_proxy.ENGLISH, *xnli_proxy.METHODS]:
         flags = _flags(xnli_proxy.command(method, 0, args, xnli_proxy.BUDGET)[0])
         assert flags["--method-name"] == method
     flags = _flags(xnli_proxy.command("meta-paper-100", 0, args, xnli_proxy.BUDGET)[0])
@@ -167,7 +171,7 @@ def test_every_command_parses_and_names_its_row(tmp_path):
     from trainers import finetune, meta
 
     args = type("Args", (), {"work_dir": str(tmp_path), "preset": "P", "data_dir": "D"})
-    for method in ["english-only", "english-only-fast", *xnli_proxy.METHODS]:
+    for method in [*xnli_proxy.ENGLISH, *xnli_proxy.METHODS]:
         cmd, _ = xnli_proxy.command(method, 0, args, xnli_proxy.BUDGET)
         trainer = {"trainers.meta": meta, "trainers.finetune": finetune}[cmd[2]]
         parsed = trainer.build_parser().parse_args(cmd[3:])
