@@ -27,10 +27,14 @@ tokens) over the timed batches. The processes run one after the other, in one
 sitting, so compare ratios within one run.
 
 The classifier is loaded as every entry point loads it
-(`keras_metaopt.models.load_classifier`: in bfloat16 layers the exact GELU is
-computed in float32). `--bf16-gelu-too` adds two mixed_bfloat16 processes
-with the GELU left in bfloat16, as before that change, to measure what it is
-worth in the same sitting.
+(`keras_metaopt.models.load_classifier`: in bfloat16 models the exact GELU,
+the residual stream and the attention softmax are computed in float32).
+Two options add mixed_bfloat16 processes computing as before those changes,
+to measure what they are worth in the same sitting: `--bf16-residual-too`
+with the residual stream and the softmax in bfloat16 (commits d303fb6 to
+17a5b08; named `mixed_bfloat16-bf16-residual`), `--bf16-gelu-too` with
+Keras's policy alone, the GELU in bfloat16 too (before d303fb6;
+`mixed_bfloat16-bf16-gelu`).
 
 Usage:
     python -m tools.import_e5_small --out presets/multilingual_e5_small
@@ -51,6 +55,9 @@ from keras_metaopt import cli
 POLICIES = ("float32", "mixed_bfloat16")
 BATCHINGS = ("fixed", "grouped")
 KINDS = ("plain", "meta_inner", "heldout", "predict")
+# How a worker loads the classifier: as every entry point does now, or as
+# before a change to bf16 numerics; the suffix of its results' name.
+NUMERICS = {"now": "", "bf16-residual": "-bf16-residual", "keras": "-bf16-gelu"}
 
 
 def _stream(args, pairs_by_lang, preprocessor, grouped, seed):
@@ -83,16 +90,25 @@ def _worker(args):
     import tensorflow as tf
 
     from keras_metaopt import LayerGroups, MetaOptimizer, TrainStep, data
-    from keras_metaopt.models import load_classifier
+    from keras_metaopt.models import compute_gelu_in_float32, load_classifier
+
+    def load_classifier_as_in_d303fb6(preset, **kwargs):
+        classifier = keras_hub.models.TextClassifier.from_preset(preset, **kwargs)
+        compute_gelu_in_float32(classifier)
+        return classifier
+
     from trainers.process import set_precision
     from trainers.run import freeze_groups
 
     set_precision(args.policy)
     keras.utils.set_random_seed(0)
-    # Without the float32 GELU only with --gelu bfloat16 (what it is worth).
-    from_preset = keras_hub.models.TextClassifier.from_preset
-    if args.gelu == "float32":
-        from_preset = load_classifier
+    # Computing as before load_classifier's changes only when asked (what
+    # they are worth): --numerics bf16-residual or keras.
+    from_preset = {
+        "now": load_classifier,
+        "bf16-residual": load_classifier_as_in_d303fb6,
+        "keras": keras_hub.models.TextClassifier.from_preset,
+    }[args.numerics]
     classifier = from_preset(
         args.preset, num_classes=3, activation=None, dtype=args.policy
     )
@@ -184,18 +200,23 @@ def main(argv=None):
         "figures of commit 34c9e23).",
     )
     parser.add_argument(
+        "--bf16-residual-too",
+        action="store_true",
+        help="Also time mixed_bfloat16 with the residual stream and the "
+        "attention softmax in bfloat16 (as from commit d303fb6 to 17a5b08).",
+    )
+    parser.add_argument(
         "--bf16-gelu-too",
         action="store_true",
-        help="Also time mixed_bfloat16 with the GELU in bfloat16 (as before "
-        "load_classifier computed it in float32).",
+        help="Also time Keras's mixed_bfloat16 alone: the GELU, the residual "
+        "stream and the softmax in bfloat16 (as before commit d303fb6).",
     )
     parser.add_argument("--output", help="Also write the results as JSON here.")
     parser.add_argument("--policy", choices=POLICIES, help=argparse.SUPPRESS)
     parser.add_argument("--batching", choices=BATCHINGS, help=argparse.SUPPRESS)
     parser.add_argument(
-        "--gelu", choices=("float32", "bfloat16"), default="float32",
-        help=argparse.SUPPRESS,
-    )  # fmt: skip
+        "--numerics", choices=tuple(NUMERICS), default="now", help=argparse.SUPPRESS
+    )
     args = parser.parse_args(argv)
     if min(args.batch_size, args.sequence_length, args.steps, args.stride) < 1:
         parser.error(
@@ -206,17 +227,21 @@ def main(argv=None):
     if args.policy:
         return _worker(args)
 
-    settings = [(p, b, "float32") for p in POLICIES for b in BATCHINGS]
-    if args.bf16_gelu_too:
-        settings += [("mixed_bfloat16", b, "bfloat16") for b in BATCHINGS]
+    settings = [(p, b, "now") for p in POLICIES for b in BATCHINGS]
+    for numerics, asked in (
+        ("bf16-residual", args.bf16_residual_too),
+        ("keras", args.bf16_gelu_too),
+    ):
+        settings += [("mixed_bfloat16", b, numerics) for b in BATCHINGS if asked]
     results = {}
-    for policy, batching, gelu in settings:
+    for policy, batching, numerics in settings:
         command = [sys.executable, "-m", "benchmarks.bench_fast_training"]
         command += ["--preset", args.preset, "--data-dir", args.data_dir]
         for flag in ("batch_size", "sequence_length", "warmup", "steps", "stride"):
             command += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
-        command += ["--policy", policy, "--batching", batching, "--gelu", gelu]
-        name = f"{policy}{'' if gelu == 'float32' else '-bf16-gelu'}/{batching}"
+        command += ["--policy", policy, "--batching", batching]
+        command += ["--numerics", numerics]
+        name = f"{policy}{NUMERICS[numerics]}/{batching}"
         done = subprocess.run(command, capture_output=True, text=True)
         if done.returncode:
             sys.exit(f"bench_fast_training: {name} failed:\n" + done.stderr[-3000:])
