@@ -91,14 +91,13 @@ def _worker(args):
 
     from keras_metaopt import LayerGroups, MetaOptimizer, TrainStep, data
     from keras_metaopt.models import compute_gelu_in_float32, load_classifier
+    from trainers.process import set_precision
+    from trainers.run import freeze_groups
 
     def load_classifier_as_in_d303fb6(preset, **kwargs):
         classifier = keras_hub.models.TextClassifier.from_preset(preset, **kwargs)
         compute_gelu_in_float32(classifier)
         return classifier
-
-    from trainers.process import set_precision
-    from trainers.run import freeze_groups
 
     set_precision(args.policy)
     keras.utils.set_random_seed(0)
