@@ -22,10 +22,12 @@ from keras_metaopt.testing.random_run_dir import RandomRunDir
 from keras_metaopt.testing.tiny_models import (
     SEQ_LEN,
     VOCAB_SIZE,
+    padded_token_batch,
     random_batches,
     stack,
     tiny_bert_backbone,
     tiny_classifier,
+    tiny_xlmr_classifier,
     train,
 )
 from keras_metaopt.testing.tiny_preset import build_vocabulary, make_tiny_preset
@@ -36,9 +38,11 @@ __all__ = [
     "RandomRunDir",
     "build_vocabulary",
     "make_tiny_preset",
+    "padded_token_batch",
     "random_batches",
     "stack",
     "tiny_bert_backbone",
     "tiny_classifier",
+    "tiny_xlmr_classifier",
     "train",
 ]

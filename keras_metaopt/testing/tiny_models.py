@@ -33,6 +33,33 @@ def tiny_bert_backbone(
     )
 
 
+def tiny_xlmr_classifier(dtype="float32", hidden_dim=8, seed=0):
+    """A 2-layer XLM-R classifier (logits; vocabulary 30, length 12, the exact
+    GELU), deterministic for a seed: what the mixed-precision tests load."""
+    keras.utils.set_random_seed(seed)
+    backbone = keras_hub.models.XLMRobertaBackbone(
+        vocabulary_size=30,
+        num_layers=2,
+        num_heads=2,
+        hidden_dim=hidden_dim,
+        intermediate_dim=2 * hidden_dim,
+        max_sequence_length=SEQ_LEN,
+        dtype=dtype,
+    )
+    return keras_hub.models.XLMRobertaTextClassifier(
+        backbone, num_classes=3, preprocessor=None, activation=None, dtype=dtype
+    )
+
+
+def padded_token_batch():
+    """Four rows of `tiny_xlmr_classifier`'s inputs, 12, 9, 5 and 2 tokens long."""
+    rng = np.random.default_rng(0)
+    return {
+        "token_ids": tf.constant(rng.integers(3, 30, (4, SEQ_LEN)), tf.int32),
+        "padding_mask": tf.constant(np.arange(SEQ_LEN) < [[12], [9], [5], [2]]),
+    }
+
+
 def tiny_classifier(seed=0, dtype="float32", num_layers=2, dropout=0.0):
     """A 2-layer BERT classifier (logits), deterministic for a seed."""
     keras.utils.set_random_seed(seed)

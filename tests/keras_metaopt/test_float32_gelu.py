@@ -10,32 +10,21 @@ import pytest
 import tensorflow as tf
 
 from keras_metaopt.models import compute_gelu_in_float32, gelu_float32, load_classifier
-from keras_metaopt.testing import tiny_classifier
+from keras_metaopt.testing import (
+    padded_token_batch,
+    tiny_classifier,
+    tiny_xlmr_classifier,
+)
 
 
 def _xlmr(dtype):
-    keras.utils.set_random_seed(0)
-    backbone = keras_hub.models.XLMRobertaBackbone(
-        vocabulary_size=30, num_layers=2, num_heads=2, hidden_dim=8,
-        intermediate_dim=16, max_sequence_length=12, dtype=dtype,
-    )  # fmt: skip
-    return keras_hub.models.XLMRobertaTextClassifier(
-        backbone, num_classes=3, preprocessor=None, activation=None, dtype=dtype
-    )
-
-
-def _inputs():
-    rng = np.random.default_rng(0)
-    return {
-        "token_ids": tf.constant(rng.integers(3, 30, (4, 12)), tf.int32),
-        "padding_mask": tf.constant(np.arange(12) < [[12], [9], [5], [2]]),
-    }
+    return tiny_xlmr_classifier(dtype)
 
 
 def _erfc_dtypes(model):
     graph = (
         tf.function(lambda x: model(x, training=False))
-        .get_concrete_function(_inputs())
+        .get_concrete_function(padded_token_batch())
         .graph
     )
     return [op.get_attr("T").name for op in graph.get_operations() if op.type == "Erfc"]
@@ -75,12 +64,12 @@ def test_only_exact_gelu_layers_computing_in_16_bits_change():
 def test_the_bfloat16_model_then_computes_erfc_only_in_float32():
     model = _xlmr("mixed_bfloat16")
     assert _erfc_dtypes(model) == ["bfloat16", "bfloat16"]
-    before = model(_inputs()).numpy()
+    before = model(padded_token_batch()).numpy()
     compute_gelu_in_float32(model)
     assert _erfc_dtypes(model) == ["float32", "float32"]
-    after = model(_inputs())
+    after = model(padded_token_batch())
     assert after.dtype == tf.bfloat16  # the layers still compute in bfloat16
-    reference = _xlmr("float32")(_inputs()).numpy()
+    reference = _xlmr("float32")(padded_token_batch()).numpy()
     # Same weights, same model: bfloat16 round-off apart, before and after.
     np.testing.assert_allclose(after.numpy().astype(np.float32), reference, atol=0.05)
     np.testing.assert_allclose(before.astype(np.float32), reference, atol=0.05)
@@ -100,7 +89,7 @@ def test_load_classifier_applies_it_and_the_saved_preset_is_unchanged(
     loaded = load_classifier(tmp_path, dtype=dtype)
     assert _erfc_dtypes(loaded) == [erfc, erfc]
     np.testing.assert_allclose(
-        np.asarray(loaded(_inputs()), np.float32),
-        plain(_inputs()).numpy(),
+        np.asarray(loaded(padded_token_batch()), np.float32),
+        plain(padded_token_batch()).numpy(),
         atol=0.05 if dtype != "float32" else 0,
     )

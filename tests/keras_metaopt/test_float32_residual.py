@@ -10,34 +10,23 @@ import pytest
 import tensorflow as tf
 
 from keras_metaopt.models import compute_residual_in_float32, load_classifier
-from keras_metaopt.testing import tiny_classifier
+from keras_metaopt.testing import (
+    padded_token_batch,
+    tiny_classifier,
+    tiny_xlmr_classifier,
+)
 
 MATMULS = ("MatMul", "BatchMatMulV2", "Einsum", "_MklMatMul", "_MklBatchMatMulV2")
 
 
 def _xlmr(dtype, hidden=32):
-    keras.utils.set_random_seed(0)
-    backbone = keras_hub.models.XLMRobertaBackbone(
-        vocabulary_size=30, num_layers=2, num_heads=2, hidden_dim=hidden,
-        intermediate_dim=2 * hidden, max_sequence_length=12, dtype=dtype,
-    )  # fmt: skip
-    return keras_hub.models.XLMRobertaTextClassifier(
-        backbone, num_classes=3, preprocessor=None, activation=None, dtype=dtype
-    )
-
-
-def _inputs():
-    rng = np.random.default_rng(0)
-    return {
-        "token_ids": tf.constant(rng.integers(3, 30, (4, 12)), tf.int32),
-        "padding_mask": tf.constant(np.arange(12) < [[12], [9], [5], [2]]),
-    }
+    return tiny_xlmr_classifier(dtype, hidden_dim=hidden)
 
 
 def _op_dtypes(model, types):
     graph = (
         tf.function(lambda x: model(x, training=False))
-        .get_concrete_function(_inputs())
+        .get_concrete_function(padded_token_batch())
         .graph
     )
     return [op.get_attr("T").name for op in graph.get_operations() if op.type in types]
@@ -70,16 +59,16 @@ def test_softmax_and_residual_adds_move_to_float32_the_matmuls_stay_bfloat16():
     compute_residual_in_float32(model)
     assert _op_dtypes(model, MATMULS) == matmuls  # the same products, in bfloat16
     assert _op_dtypes(model, ("Softmax",)) == ["float32", "float32"]
-    assert model(_inputs()).dtype == tf.bfloat16  # the head is left alone
+    assert model(padded_token_batch()).dtype == tf.bfloat16  # the head is left alone
 
 
 def test_the_bfloat16_model_comes_closer_to_float32_and_still_trains():
     # The encoder's output (the logits are rounded to bfloat16 by the head).
-    reference = _xlmr("float32").backbone(_inputs()).numpy()
+    reference = _xlmr("float32").backbone(padded_token_batch()).numpy()
     model = _xlmr("mixed_bfloat16")  # the same weights (same seed)
 
     def error():
-        output = model.backbone(_inputs())
+        output = model.backbone(padded_token_batch())
         return output.dtype, np.abs(np.asarray(output, np.float32) - reference).mean()
 
     dtype, before = error()
@@ -90,7 +79,7 @@ def test_the_bfloat16_model_comes_closer_to_float32_and_still_trains():
     labels = tf.constant([0, 1, 2, 0])
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     with tf.GradientTape() as tape:
-        value = loss(labels, model(_inputs(), training=True))
+        value = loss(labels, model(padded_token_batch(), training=True))
     grads = tape.gradient(value, model.trainable_variables)
     assert all(g is not None and g.dtype == tf.float32 for g in grads)
     assert all(np.isfinite(tf.convert_to_tensor(g).numpy()).all() for g in grads)
