@@ -24,7 +24,11 @@ inner steps), and a prediction (forward only, `training=False`, as
 evaluation and serving run it, on the held-out stream). It reports seconds per step (total time / steps), real tokens
 per second, and for each batching the padding waste (padded tokens / real
 tokens) over the timed batches. The processes run one after the other, in one
-sitting, so compare ratios within one run.
+sitting, so compare ratios within one run. On a machine with other load, a
+setting's process can be slowed by what happens to run beside it (a 1.9× slower
+float32 plain step was seen once): `--repeats N` runs every setting N times in
+rounds (all settings, then all again) and reports, per setting and kind, the
+median seconds per step, with every repeat's figure in the JSON.
 
 The classifier is loaded as every entry point loads it
 (`keras_metaopt.models.load_classifier`: in bfloat16 models the exact GELU,
@@ -178,6 +182,30 @@ def _worker(args):
     print(json.dumps(result))
 
 
+def combine(repeats):
+    """One setting's results from its repeats: per kind, the median seconds
+    per step (the mean of the middle two for an even count) and the real
+    tokens per second at that median; the padding figures, which are the same
+    in every repeat (the same batches), as they are; every repeat's seconds
+    per step under "seconds_per_step_repeats"; the largest peak RSS."""
+    result = {}
+    for kind in KINDS:
+        seconds = sorted(r[kind]["seconds_per_step"] for r in repeats)
+        middle = len(seconds) // 2
+        median = (seconds[middle] + seconds[~middle]) / 2
+        first = repeats[0][kind]
+        real_per_step = first["real_tokens_per_second"] * first["seconds_per_step"]
+        result[kind] = {
+            **first,
+            "seconds_per_step": median,
+            "real_tokens_per_second": real_per_step / median,
+            "seconds_per_step_repeats": [r[kind]["seconds_per_step"] for r in repeats],
+        }
+    result["peak_rss_mb"] = max(r["peak_rss_mb"] for r in repeats)
+    result["dtypes"] = repeats[0]["dtypes"]
+    return result
+
+
 def main(argv=None):
     parser = cli.parser(
         prog="python -m benchmarks.bench_fast_training",
@@ -210,6 +238,13 @@ def main(argv=None):
         help="Also time Keras's mixed_bfloat16 alone: the GELU, the residual "
         "stream and the softmax in bfloat16 (as before commit d303fb6).",
     )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="Run every setting this many times, in rounds, and report the "
+        "median (odd numbers give a measured repeat).",
+    )
     parser.add_argument("--output", help="Also write the results as JSON here.")
     parser.add_argument("--policy", choices=POLICIES, help=argparse.SUPPRESS)
     parser.add_argument("--batching", choices=BATCHINGS, help=argparse.SUPPRESS)
@@ -221,6 +256,8 @@ def main(argv=None):
         parser.error(
             "--batch-size, --sequence-length, --steps and --stride must be >= 1"
         )
+    if args.repeats < 1:
+        parser.error("--repeats must be >= 1")
     if args.warmup < 0:
         parser.error("--warmup must be >= 0")
     if args.policy:
@@ -232,20 +269,26 @@ def main(argv=None):
         ("keras", args.bf16_gelu_too),
     ):
         settings += [("mixed_bfloat16", b, numerics) for b in BATCHINGS if asked]
-    results = {}
-    for policy, batching, numerics in settings:
-        command = [sys.executable, "-m", "benchmarks.bench_fast_training"]
-        command += ["--preset", args.preset, "--data-dir", args.data_dir]
-        for flag in ("batch_size", "sequence_length", "warmup", "steps", "stride"):
-            command += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
-        command += ["--policy", policy, "--batching", batching]
-        command += ["--numerics", numerics]
-        name = f"{policy}{NUMERICS[numerics]}/{batching}"
-        done = subprocess.run(command, capture_output=True, text=True)
-        if done.returncode:
-            sys.exit(f"bench_fast_training: {name} failed:\n" + done.stderr[-3000:])
-        results[name] = json.loads(done.stdout.splitlines()[-1])
-        print(f"{name}: done", file=sys.stderr, flush=True)
+    runs = {}  # name: [one worker's results per repeat]
+    for repeat in range(args.repeats):
+        for policy, batching, numerics in settings:
+            command = [sys.executable, "-m", "benchmarks.bench_fast_training"]
+            command += ["--preset", args.preset, "--data-dir", args.data_dir]
+            for flag in ("batch_size", "sequence_length", "warmup", "steps", "stride"):
+                command += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
+            command += ["--policy", policy, "--batching", batching]
+            command += ["--numerics", numerics]
+            name = f"{policy}{NUMERICS[numerics]}/{batching}"
+            done = subprocess.run(command, capture_output=True, text=True)
+            if done.returncode:
+                sys.exit(f"bench_fast_training: {name} failed:\n" + done.stderr[-3000:])
+            runs.setdefault(name, []).append(json.loads(done.stdout.splitlines()[-1]))
+            print(
+                f"{name}: done (repeat {repeat + 1} of {args.repeats})",
+                file=sys.stderr,
+                flush=True,
+            )
+    results = {name: combine(repeats) for name, repeats in runs.items()}
 
     base = {k: results["float32/fixed"][k]["seconds_per_step"] for k in KINDS}
     print(
