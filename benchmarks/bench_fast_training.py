@@ -32,13 +32,15 @@ median seconds per step, with every repeat's figure in the JSON.
 
 The classifier is loaded as every entry point loads it
 (`keras_metaopt.models.load_classifier`: in bfloat16 models the exact GELU,
-the residual stream and the attention softmax are computed in float32).
-Two options add mixed_bfloat16 processes computing as before those changes,
-to measure what they are worth in the same sitting: `--bf16-residual-too`
-with the residual stream and the softmax in bfloat16 (commits d303fb6 to
-17a5b08; named `mixed_bfloat16-bf16-residual`), `--bf16-gelu-too` with
-Keras's policy alone, the GELU in bfloat16 too (before d303fb6;
-`mixed_bfloat16-bf16-gelu`).
+the residual stream and the attention softmax are computed in float32, and
+the attention projections as one MatMul each).
+Options add mixed_bfloat16 processes computing as before those changes, to
+measure what they are worth in the same sitting: `--einsum-too` with the
+attention projections as einsums (from 17a5b08 until they became one MatMul
+each; `mixed_bfloat16-einsum`), `--bf16-residual-too` with the residual
+stream and the softmax in bfloat16 too (commits d303fb6 to 17a5b08;
+`mixed_bfloat16-bf16-residual`), `--bf16-gelu-too` with Keras's policy alone,
+the GELU in bfloat16 too (before d303fb6; `mixed_bfloat16-bf16-gelu`).
 
 Usage:
     python -m tools.import_e5_small --out presets/multilingual_e5_small
@@ -61,7 +63,12 @@ BATCHINGS = ("fixed", "grouped")
 KINDS = ("plain", "meta_inner", "heldout", "predict")
 # How a worker loads the classifier: as every entry point does now, or as
 # before a change to bf16 numerics; the suffix of its results' name.
-NUMERICS = {"now": "", "bf16-residual": "-bf16-residual", "keras": "-bf16-gelu"}
+NUMERICS = {
+    "now": "",
+    "einsum": "-einsum",
+    "bf16-residual": "-bf16-residual",
+    "keras": "-bf16-gelu",
+}
 
 
 def _stream(args, pairs_by_lang, preprocessor, grouped, seed):
@@ -94,7 +101,11 @@ def _worker(args):
     import tensorflow as tf
 
     from keras_metaopt import LayerGroups, MetaOptimizer, TrainStep, data
-    from keras_metaopt.models import compute_gelu_in_float32, load_classifier
+    from keras_metaopt.models import (
+        compute_gelu_in_float32,
+        compute_residual_in_float32,
+        load_classifier,
+    )
     from trainers.process import set_precision
     from trainers.run import freeze_groups
 
@@ -103,12 +114,18 @@ def _worker(args):
         compute_gelu_in_float32(classifier)
         return classifier
 
+    def load_classifier_as_in_17a5b08(preset, **kwargs):
+        classifier = load_classifier_as_in_d303fb6(preset, **kwargs)
+        compute_residual_in_float32(classifier)
+        return classifier
+
     set_precision(args.policy)
     keras.utils.set_random_seed(0)
     # Computing as before load_classifier's changes only when asked (what
-    # they are worth): --numerics bf16-residual or keras.
+    # they are worth): --numerics einsum, bf16-residual or keras.
     from_preset = {
         "now": load_classifier,
+        "einsum": load_classifier_as_in_17a5b08,
         "bf16-residual": load_classifier_as_in_d303fb6,
         "keras": keras_hub.models.TextClassifier.from_preset,
     }[args.numerics]
@@ -227,6 +244,12 @@ def main(argv=None):
         "figures of commit 34c9e23).",
     )
     parser.add_argument(
+        "--einsum-too",
+        action="store_true",
+        help="Also time mixed_bfloat16 with the attention projections as "
+        "einsums (as from commit 17a5b08 until they became one MatMul each).",
+    )
+    parser.add_argument(
         "--bf16-residual-too",
         action="store_true",
         help="Also time mixed_bfloat16 with the residual stream and the "
@@ -265,6 +288,7 @@ def main(argv=None):
 
     settings = [(p, b, "now") for p in POLICIES for b in BATCHINGS]
     for numerics, asked in (
+        ("einsum", args.einsum_too),
         ("bf16-residual", args.bf16_residual_too),
         ("keras", args.bf16_gelu_too),
     ):

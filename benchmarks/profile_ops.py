@@ -6,8 +6,10 @@ Profiles (`tf.profiler`) the classifier's forward pass (`--pass forward`,
 its gradient for the trainable variables, the embeddings frozen as the
 trainers freeze them; no optimizer) on one random batch of `--batch-size` × `--length` tokens, `--calls` calls after two warm-up calls, for three
 settings of the same weights: float32; mixed_bfloat16 as every entry point
-loads it (`keras_metaopt.models.load_classifier`: the exact GELU computed in
-float32); and mixed_bfloat16 with the GELU left in bfloat16 (plain keras-hub).
+loads it (`keras_metaopt.models.load_classifier`: the exact GELU, the
+residual stream and the softmax in float32, the attention projections as one
+MatMul each); and Keras's mixed_bfloat16 alone (plain keras-hub: everything
+in bfloat16, the GELU too).
 It prints, per setting, the wall time per call and the op types' time per
 call summed over TensorFlow's threads (so they may add up to more than the
 wall time), largest first. This is how the bfloat16 `Erfc` was found to take
@@ -30,10 +32,10 @@ import time
 
 from keras_metaopt import cli
 
-SETTINGS = {  # name: (dtype policy, GELU in float32)
+SETTINGS = {  # name: (dtype policy, loaded by load_classifier)
     "float32": ("float32", True),
     "mixed_bfloat16": ("mixed_bfloat16", True),
-    "mixed_bfloat16, GELU in bfloat16": ("mixed_bfloat16", False),
+    "mixed_bfloat16, Keras's policy alone": ("mixed_bfloat16", False),
 }
 
 # Events on the op threads that are the executor's, not ops (they span them).
@@ -129,11 +131,11 @@ def main(argv=None):
     from keras_metaopt.models import load_classifier
     from trainers.run import freeze_groups
 
-    for name, (policy, float32_gelu) in SETTINGS.items():
+    for name, (policy, as_loaded) in SETTINGS.items():
         keras.utils.set_random_seed(0)  # the same head in every setting
         load = (
             load_classifier
-            if float32_gelu
+            if as_loaded
             else keras_hub.models.TextClassifier.from_preset
         )
         classifier = load(args.preset, num_classes=3, activation=None, dtype=policy)

@@ -33,6 +33,7 @@ RUNNABLE = (
     "keras_metaopt.data.nli_pairs",
     "keras_metaopt.data.data_format_error",
     "keras_metaopt.data.split_spec",
+    "keras_metaopt.models.einsum_matmul",
     "keras_metaopt.models.float32_gelu",
     "keras_metaopt.models.float32_residual",
     "keras_metaopt.testing",
