@@ -55,7 +55,10 @@ FAST = {"--precision": "mixed_bfloat16", "--group-by-length": True}
 # The "-v2" fast rows: the same flags, run after 17a5b08, which keeps the
 # residual stream and the attention softmax of bf16 models in float32 (before
 # it, the bf16 English stage lost 2.7 points on seed 1; the rows without "-v2"
-# were run before it and stay as measured).
+# were run before it and stay as measured). They were run from a checkout at
+# 7cc7751: 6b09992 then changed the bf16 round-off (the attention projections
+# as one MatMul each), so a "-v2" row reproduces bit for bit only from a
+# checkout before 6b09992.
 ENGLISH = {"english-only": {}, "english-only-fast": FAST, "english-only-fast-v2": FAST}
 
 METHODS = {  # row name: (trainer, its flags, seeds)
