@@ -61,6 +61,11 @@ def test_plan_is_seed_major_with_the_english_model_first():
         ("meta-paper-100-fast-v2", 2),
     ]
     assert len(runs) == 3 * 3 + 16 * 3 + 5 * 2
+    # The English rows with one fast setting each start no row: only --only
+    # runs them, after the float32 English model of their seed.
+    assert xnli_proxy.plan(3, 2, {"english-only-bf16"}) == [
+        (m, s) for s in range(3) for m in ("english-only", "english-only-bf16")
+    ]
     assert xnli_proxy.plan(3, 2, {"meta-joint"}) == [
         ("english-only", 0),
         ("meta-joint", 0),
@@ -134,6 +139,16 @@ def test_commands_share_the_seed_english_model(tmp_path):
     assert flags["--init-from"] == str(tmp_path / "english-only-fast-v2-seed2")
     assert flags["--precision"] == "mixed_bfloat16" and "--group-by-length" in flags
     assert flags["--meta-init"] == "pretrained" and flags["--rounds"] == "10"
+    # The English stage with one fast setting each.
+    flags = _flags(
+        xnli_proxy.command("english-only-bf16", 0, args, xnli_proxy.BUDGET)[0]
+    )
+    assert flags["--precision"] == "mixed_bfloat16" and "--group-by-length" not in flags
+    assert flags["--aux"] == "" and "--init-from" not in flags
+    flags = _flags(
+        xnli_proxy.command("english-only-grouped", 0, args, xnli_proxy.BUDGET)[0]
+    )
+    assert flags["--group-by-length"] is True and "--precision" not in flags
 
 
 def test_a_row_budget_replaces_the_common_one_and_no_flag_is_given_twice(tmp_path):
