@@ -42,8 +42,14 @@ SETTINGS = {  # name: (dtype policy, loaded by load_classifier)
 EXECUTOR = {"Process", "Run"}
 
 
-def op_times(logdir):
-    """`{op type: seconds}` summed over the CPU events of one profile."""
+def op_type(op, name):
+    """What `op_times` sums by default: the op's type."""
+    return op
+
+
+def op_times(logdir, key=op_type):
+    """`{key(op type, op name): seconds}` summed over the CPU events of one
+    profile (by default per op type)."""
     from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
     (path,) = glob.glob(f"{logdir}/**/*.xplane.pb", recursive=True)
@@ -61,11 +67,11 @@ def op_times(logdir):
                 name = plane.event_metadata[event.metadata_id].name
                 op = name.rsplit(":", 1)[-1]  # "scope/op_name:OpType"
                 if ":" in name and op.isidentifier() and op not in EXECUTOR:
-                    times[op] += event.duration_ps / 1e12
+                    times[key(op, name.rsplit(":", 1)[0])] += event.duration_ps / 1e12
     return times
 
 
-def profile(classifier, inputs, calls, gradient):
+def profile(classifier, inputs, calls, gradient, key=op_type):
     import keras
     import tensorflow as tf
 
@@ -90,7 +96,7 @@ def profile(classifier, inputs, calls, gradient):
             forward(inputs).numpy()
         wall = time.perf_counter() - start
         tf.profiler.experimental.stop()
-        times = op_times(logdir)
+        times = op_times(logdir, key)
     return wall / calls, {op: t / calls for op, t in times.items()}
 
 
