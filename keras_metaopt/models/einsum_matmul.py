@@ -6,7 +6,7 @@ batches, whose length is only known when they come, Keras hands these to
 `tf.einsum`, which TensorFlow computes as a batched matrix product with the
 kernel broadcast over the batch; its gradient then computes one kernel
 gradient per example and sums them (`BatchMatMulV2` and `Sum`). On e5-small
-at 32 × 48 tokens in bfloat16 that took 0.72 s of a 2.6 s gradient's op time,
+at 32 × 48 tokens in bfloat16 that took 0.71 s of a 2.6 s gradient's op time,
 about what the feed-forward layers' twice as many multiply-adds took as plain
 `MatMul`s. Computed as `tensordot` (the batch and length axes folded into the
 rows of one `MatMul`, as Keras's `Dense` does), each projection and its
@@ -14,8 +14,8 @@ gradient are single matrix products with float32 accumulation.
 
 The result is the same sum in another order, so it changes round-off only;
 `compute_einsum_dense_as_matmul` leaves float32 models alone, so that their
-runs still reproduce the committed ones bit for bit (float32 would be about
-1.09× faster with it too; BENCHMARKS.md, "Faster training").
+runs still reproduce the committed ones bit for bit (a float32 gradient was
+1.09-1.10× faster with it too: benchmarks/investigate/einsum-matmul/).
 
 >>> import keras_hub
 >>> from keras_metaopt.models.einsum_matmul import (
@@ -34,6 +34,8 @@ True
 """
 
 import keras
+
+from keras_metaopt.models.sixteen_bit import computes_in_16_bits
 
 __all__ = ["compute_einsum_dense_as_matmul", "contracted_axes"]
 
@@ -80,8 +82,7 @@ def compute_einsum_dense_as_matmul(model):
     for layer in model._flatten_layers(include_self=True, recursive=True):
         if (
             isinstance(layer, keras.layers.EinsumDense)
-            and keras.backend.standardize_dtype(layer.compute_dtype)
-            in ("bfloat16", "float16")
+            and computes_in_16_bits(layer)
             and not hasattr(layer.call, "tensordot_axes")
             and not layer.lora_enabled
             and layer.quantization_mode is None

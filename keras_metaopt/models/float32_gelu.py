@@ -22,6 +22,8 @@ products in bfloat16 and gives the activation float32's accuracy as well.
 
 import keras
 
+from keras_metaopt.models.sixteen_bit import computes_in_16_bits
+
 __all__ = ["compute_gelu_in_float32", "gelu_float32"]
 
 
@@ -43,8 +45,7 @@ def compute_gelu_in_float32(model):
         if (
             isinstance(layer, keras.layers.Dense)
             and layer.activation is keras.activations.gelu
-            and keras.backend.standardize_dtype(layer.compute_dtype)
-            in ("bfloat16", "float16")
+            and computes_in_16_bits(layer)
         ):
             layer.activation = gelu_float32
             changed += 1

@@ -34,6 +34,7 @@ inputs to 16 bits for the matrix products as before.
 import keras
 
 from keras_metaopt.layer_recompute import transformer_layers
+from keras_metaopt.models.sixteen_bit import computes_in_16_bits
 
 __all__ = ["compute_residual_in_float32"]
 
@@ -68,10 +69,7 @@ def compute_residual_in_float32(model):
     mixed policy) and saved configs are untouched, and float32 models are
     left alone, so call it after every load (`load_classifier` does).
     """
-    if keras.backend.standardize_dtype(model.compute_dtype) not in (
-        "bfloat16",
-        "float16",
-    ):
+    if not computes_in_16_bits(model):
         return 0
     changed = 0
     for layer in _float32_layers(model):
