@@ -100,12 +100,30 @@ def profile(classifier, inputs, calls, gradient, key=op_type):
     return wall / calls, {op: t / calls for op, t in times.items()}
 
 
-def _inputs(classifier, args):
+def load_frozen(preset, policy, as_loaded=True):
+    """The classifier as profiled: loaded as every entry point loads it
+    (`load_classifier`; plain keras-hub with `as_loaded=False`) in `policy`,
+    its 3-class head drawn with seed 0, the embeddings frozen as the trainers
+    freeze them."""
+    import keras
+    import keras_hub
+
+    from keras_metaopt.models import load_classifier
+    from trainers.run import freeze_groups
+
+    keras.utils.set_random_seed(0)  # the same head in every setting
+    load = load_classifier if as_loaded else keras_hub.models.TextClassifier.from_preset
+    classifier = load(preset, num_classes=3, activation=None, dtype=policy)
+    freeze_groups(classifier, ("embeddings",))
+    return classifier
+
+
+def random_batch(classifier, batch_size, length):
     """Random token ids, no padding, zeros for any other input (segment ids)."""
     import numpy as np
     import tensorflow as tf
 
-    shape = (args.batch_size, args.length)
+    shape = (batch_size, length)
     ids = np.random.default_rng(0).integers(5, 100, shape)
     inputs = {name: tf.zeros(shape, tf.int32) for name in classifier.backbone.input}
     inputs["token_ids"] = tf.constant(ids, tf.int32)
@@ -131,24 +149,10 @@ def main(argv=None):
     if min(args.batch_size, args.length, args.calls, args.top) < 1:
         parser.error("--batch-size, --length, --calls and --top must be >= 1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import keras
-    import keras_hub
-
-    from keras_metaopt.models import load_classifier
-    from trainers.run import freeze_groups
-
     for name, (policy, as_loaded) in SETTINGS.items():
-        keras.utils.set_random_seed(0)  # the same head in every setting
-        load = (
-            load_classifier
-            if as_loaded
-            else keras_hub.models.TextClassifier.from_preset
-        )
-        classifier = load(args.preset, num_classes=3, activation=None, dtype=policy)
-        freeze_groups(classifier, ("embeddings",))
-        wall, times = profile(
-            classifier, _inputs(classifier, args), args.calls, args.pass_ == "gradient"
-        )
+        classifier = load_frozen(args.preset, policy, as_loaded)
+        inputs = random_batch(classifier, args.batch_size, args.length)
+        wall, times = profile(classifier, inputs, args.calls, args.pass_ == "gradient")
         print(f"## {name}: {wall:.3f} s per call (wall)")
         for op, seconds in sorted(times.items(), key=lambda x: -x[1])[: args.top]:
             print(f"  {op:28s} {seconds:.4f} s")

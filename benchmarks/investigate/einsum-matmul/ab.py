@@ -21,24 +21,12 @@ import numpy as np
 import tensorflow as tf
 
 from benchmarks import profile_ops
-from keras_metaopt.models import load_classifier
 from trainers.process import set_precision
-from trainers.run import freeze_groups
 
 policy = sys.argv[1]
 set_precision(policy)
-classifier = load_classifier(
-    "presets/multilingual_e5_small", num_classes=3, activation=None, dtype=policy
-)
-freeze_groups(classifier, ("embeddings",))
-
-
-class Shape:
-    batch_size = 32
-    length = 48
-
-
-x = profile_ops._inputs(classifier, Shape)
+classifier = profile_ops.load_frozen("presets/multilingual_e5_small", policy)
+x = profile_ops.random_batch(classifier, 32, 48)
 loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 labels = tf.constant(np.arange(32) % 3, tf.int32)
 

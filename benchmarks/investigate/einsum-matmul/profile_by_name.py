@@ -9,9 +9,7 @@ import re
 import sys
 
 from benchmarks import profile_ops
-from keras_metaopt.models import load_classifier
 from trainers.process import set_precision
-from trainers.run import freeze_groups
 
 policy = sys.argv[1]
 set_precision(policy)
@@ -24,20 +22,9 @@ def by_scope(op, name):
     return op, "/".join(scope.split("/")[-4:])
 
 
-classifier = load_classifier(
-    "presets/multilingual_e5_small", num_classes=3, activation=None, dtype=policy
-)
-freeze_groups(classifier, ("embeddings",))
-
-
-class Shape:
-    batch_size = 32
-    length = 48
-
-
-wall, times = profile_ops.profile(
-    classifier, profile_ops._inputs(classifier, Shape), 3, True, key=by_scope
-)
+classifier = profile_ops.load_frozen("presets/multilingual_e5_small", policy)
+x = profile_ops.random_batch(classifier, 32, 48)
+wall, times = profile_ops.profile(classifier, x, 3, True, key=by_scope)
 print(policy, wall)
 for (op, scope), seconds in sorted(times.items(), key=lambda kv: -kv[1])[:45]:
     print(f"{seconds:.4f} {op:22s} {scope}")
