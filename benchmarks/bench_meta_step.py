@@ -13,6 +13,7 @@ Usage:
     python -m benchmarks.bench_meta_step --tiny --meta-steps 2   # seconds, smoke run
     python -m benchmarks.bench_meta_step --meta-gradient exact --state-every 4
     python -m benchmarks.bench_meta_step --meta-gradient exact --recompute-layers
+    python -m benchmarks.bench_meta_step --meta-gradient exact --offload-states /tmp/states
     python -m benchmarks.bench_meta_step --meta-gradient exact --num-layers 2 --seq 64
 """
 
@@ -109,6 +110,7 @@ def _worker(args):
             meta_interval=L,
             state_every=args.state_every if exact else None,
             recompute_layers=exact and args.recompute_layers,
+            offload_dir=args.offload_states if exact else None,
         )
         train_it, heldout_it = iter(data), iter(data)
         step(train_it, heldout_it)["heldout_loss"].numpy()  # trace + warm up
@@ -172,6 +174,12 @@ def main(argv=None):
         "products (keras_metaopt.layer_recompute).",
     )
     parser.add_argument(
+        "--offload-states",
+        metavar="DIR",
+        help="exact: keep the stored inner states in files under DIR instead of "
+        "memory (keras_metaopt.state_file; memory ~ k states).",
+    )
+    parser.add_argument(
         "--worker", choices=["plain", "meta", "exact"], help=argparse.SUPPRESS
     )
     args = parser.parse_args(argv)
@@ -220,6 +228,8 @@ def main(argv=None):
         label = f"exact meta update (k = {args.state_every})"
         if args.recompute_layers:
             label = f"exact (k = {args.state_every}), recomputed"
+        if args.offload_states:
+            label += ", in files"
         print(
             f"{label:28}"
             f"{exact['seconds_per_step'] * L:>10.3f}{exact['peak_rss_mb']:>14.0f}"

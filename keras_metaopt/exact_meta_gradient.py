@@ -21,7 +21,10 @@ Memory: the forward pass keeps (θ, m, v, seeds) at every k-th step
 (`state_every`); the backward sweep recomputes the k states of a segment from
 its checkpoint. Peak ≈ one backward step (a reverse-over-reverse HVP) +
 (⌈L/k⌉ + k) × (trained parameters + slots); k = 1 keeps all L states and
-recomputes nothing. The window is a Python loop over compiled single steps
+recomputes nothing. With `offload_dir` the stored states go to files
+(`keras_metaopt.state_file`) and memory holds only the k states of the
+segment being swept (and the adjoints), so k = 1 both recomputes nothing and
+holds the fewest. The window is a Python loop over compiled single steps
 (forward, held-out gradient, backward, write), not one graph: one graph of
 nested while loops around the nested tapes crashed on its second call
 (Grappler's temporary variables in the loop frames).
@@ -44,6 +47,7 @@ import tensorflow as tf
 
 from keras_metaopt import layer_recompute, rate_param
 from keras_metaopt.functional_adam import adam_slots, adam_step
+from keras_metaopt.state_file import StateFile
 
 
 class ExactMetaGradient:
@@ -66,6 +70,11 @@ class ExactMetaGradient:
             transformer layer's input and recompute the layer in the backward
             passes (`keras_metaopt.layer_recompute`): less memory, more time,
             the same values to round-off.
+        offload_dir: keep the stored states in files under this directory
+            instead of memory (`keras_metaopt.state_file.StateFile`): memory
+            then holds the k states of one segment instead of ⌈L/k⌉ + k, so
+            k = 1 (nothing recomputed) holds the fewest; the same values bit
+            for bit. The files are deleted when the window ends.
     """
 
     def __init__(
@@ -76,6 +85,7 @@ class ExactMetaGradient:
         meta_interval,
         state_every=1,
         recompute_layers=False,
+        offload_dir=None,
     ):
         if not 1 <= state_every <= meta_interval:
             raise ValueError(
@@ -89,6 +99,7 @@ class ExactMetaGradient:
         self.meta_interval = meta_interval
         self.state_every = state_every
         self.recompute_layers = recompute_layers
+        self.offload_dir = offload_dir
         if recompute_layers and not layer_recompute.transformer_layers(model):
             raise ValueError(
                 f"recompute_layers: {model.name} has no keras-hub TransformerEncoder "
@@ -249,35 +260,42 @@ class ExactMetaGradient:
         compiled = self._compiled_steps()
         phi = tf.identity(self.optimizer.phi.value)
         state = compiled["read"]()
-        stored, train_loss = {}, 0.0
-        for t in range(L):
-            if t % k == 0:
-                stored[t] = state
-            state, loss = compiled["forward"](state, batches[t], phi)
-            train_loss += loss
-        heldout_loss, adjoints, max_adjoint = compiled["heldout"](state, heldout)
-        # θ_L goes to the variables now (the sweep reads only stored states),
-        # so the window's end state is not held through the sweep.
-        compiled["write"](state, L)
-        del state
-        phi_bar = tf.zeros_like(phi)
-        for start in range((L - 1) // k * k, -1, -k):
-            end = min(L, start + k)
-            segment = [stored.pop(start)]  # recompute the segment's states
-            for t in range(start, end - 1):
-                segment.append(compiled["forward"](segment[-1], batches[t], phi)[0])
-            for t in range(end - 1, start - 1, -1):
-                adjoints, phi_step, norm = compiled["backward"](
-                    segment.pop(), batches[t], phi, adjoints
-                )
-                phi_bar += phi_step
-                max_adjoint = tf.maximum(max_adjoint, norm)
+        train_loss = 0.0
+        with self._state_store() as stored:
+            for t in range(L):
+                if t % k == 0:
+                    stored.put(t, state)
+                state, loss = compiled["forward"](state, batches[t], phi)
+                train_loss += loss
+            heldout_loss, adjoints, max_adjoint = compiled["heldout"](state, heldout)
+            # θ_L goes to the variables now (the sweep reads only stored
+            # states), so the window's end state is not held through the sweep.
+            compiled["write"](state, L)
+            del state
+            phi_bar = tf.zeros_like(phi)
+            for start in range((L - 1) // k * k, -1, -k):
+                end = min(L, start + k)
+                segment = [stored.pop(start)]  # recompute the segment's states
+                for t in range(start, end - 1):
+                    segment.append(compiled["forward"](segment[-1], batches[t], phi)[0])
+                for t in range(end - 1, start - 1, -1):
+                    adjoints, phi_step, norm = compiled["backward"](
+                        segment.pop(), batches[t], phi, adjoints
+                    )
+                    phi_bar += phi_step
+                    max_adjoint = tf.maximum(max_adjoint, norm)
         return {
             "train_loss": train_loss / L,
             "heldout_loss": heldout_loss,
             "meta_gradient": phi_bar,
             "max_adjoint_norm": max_adjoint,
         }
+
+    def _state_store(self):
+        """Where the window keeps its stored states: memory, or files."""
+        if self.offload_dir is None:
+            return _StatesInMemory()
+        return StateFile(self.offload_dir, tf.distribute.get_strategy())
 
     def _compiled_steps(self):
         """The window's single steps, each a `tf.function` run on every replica."""
@@ -390,6 +408,19 @@ class ExactMetaGradient:
         return self.model.stateless_call(
             values, non_trainable, features, training=training
         )
+
+
+class _StatesInMemory(dict):
+    """`StateFile`'s interface on a dict."""
+
+    def put(self, key, state):
+        self[key] = state
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.clear()
 
 
 @contextlib.contextmanager

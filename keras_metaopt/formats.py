@@ -50,6 +50,9 @@ TB_DIR = "tb"
 RATES_PNG = "rates.png"
 PROBE_JSON = "probe.json"
 PROBE_MD = "probe.md"
+# The exact meta-gradient's stored inner states, with --offload-states: files
+# that live for one window (keras_metaopt.state_file).
+EXACT_STATES_DIR = "exact-states"
 # keras-hub's name for the task (classifier) config in a preset: a preset
 # with it holds a whole classifier, one without it only an encoder.
 TASK_JSON = "task.json"
@@ -71,6 +74,7 @@ RUN_FILES = (
     META_STATS_JSON,
     PROBE_JSON,
     PROBE_MD,
+    EXACT_STATES_DIR,
     ".worker-*",
 )
 

@@ -36,6 +36,10 @@ class MetaStep:
             products keep only each transformer layer's input and recompute
             the layer in the backward passes (`keras_metaopt.layer_recompute`:
             less memory, more time, the same meta-gradient to round-off).
+        offload_dir: Exact meta-gradient only: keep the stored inner states
+            in files under this directory instead of memory
+            (`keras_metaopt.state_file.StateFile`; memory ~ `state_every`
+            states instead of ⌈L/k⌉ + k, the same values bit for bit).
 
     Example (runs as written, on the tiny test classifier):
 
@@ -62,6 +66,7 @@ class MetaStep:
         strategy=None,
         state_every=None,
         recompute_layers=False,
+        offload_dir=None,
     ):
         if meta_interval < 1:
             raise ValueError(f"meta_interval must be >= 1; got {meta_interval}.")
@@ -76,6 +81,11 @@ class MetaStep:
                 "recompute_layers is an option of the exact meta-gradient: build "
                 "the MetaOptimizer with meta_gradient='exact'."
             )
+        if offload_dir is not None and not self.exact:
+            raise ValueError(
+                "offload_dir is an option of the exact meta-gradient: build the "
+                "MetaOptimizer with meta_gradient='exact'."
+            )
         state_every = 1 if state_every is None else state_every
         if not 1 <= state_every <= meta_interval:
             raise ValueError(
@@ -87,6 +97,7 @@ class MetaStep:
         self.meta_interval = meta_interval
         self.state_every = state_every
         self.recompute_layers = recompute_layers
+        self.offload_dir = offload_dir
         self.strategy = strategy or tf.distribute.get_strategy()
         self._inner = TrainStep(model, optimizer, strategy=self.strategy)
         self._window = None
@@ -111,6 +122,7 @@ class MetaStep:
                 self.meta_interval,
                 self.state_every,
                 self.recompute_layers,
+                self.offload_dir,
             )
         if self.exact:  # a Python loop over compiled steps (memory: see there)
             return self._exact_meta_step(train_iterator, heldout_iterator)

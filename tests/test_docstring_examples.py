@@ -29,6 +29,7 @@ RUNNABLE = (
     "keras_metaopt.rate_param",
     "keras_metaopt.rates_file",
     "keras_metaopt.run_record",
+    "keras_metaopt.state_file",
     "keras_metaopt.data.labels",
     "keras_metaopt.data.nli_pairs",
     "keras_metaopt.data.data_format_error",

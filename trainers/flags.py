@@ -64,7 +64,8 @@ def add_common_flags(parser):
         help="trainers: start afresh in an --output-dir that holds a run (its "
         "models, checkpoints and results are deleted). Without it, a rerun must "
         "have the run's settings (only --log-every, --checkpoint-every, "
-        "--state-every, --method-name, --log-level may differ) and resumes it.",
+        "--state-every, --offload-states, --method-name, --log-level may "
+        "differ) and resumes it.",
     )
     cli.add_log_level_flag(g)
     g = parser.add_argument_group("model")
@@ -240,6 +241,14 @@ def add_meta_flags(parser):
         help="exact: recompute each transformer layer in the Hessian-vector "
         "products instead of keeping its activations (less memory, more time; "
         "the same meta-gradient to round-off).",
+    )
+    g.add_argument(
+        "--offload-states",
+        action="store_true",
+        help="exact: keep the window's stored inner states in files under "
+        "OUTPUT_DIR/exact-states instead of memory (memory ~ --state-every "
+        "states; the same results bit for bit; with --state-every 1 nothing "
+        "is recomputed).",
     )
     g.add_argument(
         "--meta-clipnorm",

@@ -25,12 +25,15 @@ comments in `meta_train`:
 where its checkpoint stopped.
 """
 
+import shutil
+
 import keras
 import numpy as np
 import tensorflow as tf
 
 from keras_metaopt import LayerGroups, MetaOptimizer, MetaStep
 from keras_metaopt.formats import (
+    EXACT_STATES_DIR,
     META_STATS_JSON,
     MODEL_DIR,
     RATES_JSON,
@@ -81,6 +84,7 @@ def meta_train(run, classifier, sources):
         run.strategy,
         state_every=args.state_every if args.meta_gradient == "exact" else None,
         recompute_layers=args.recompute_layers,
+        offload_dir=_offload_dir(run),
     )
     phi_start = optimizer.phi.numpy().copy()
     languages = sorted(sources)
@@ -218,3 +222,13 @@ def train(args, method, plan=None):
     train_stage(run, "aux", classifier, optimizer, pairs, steps)
     run.save_model(classifier, final)
     return run.evaluate(classifier)
+
+
+def _offload_dir(run):
+    """--offload-states: this process's RUN_DIR/exact-states, emptied of the
+    files a killed process may have left mid-window; else None (memory)."""
+    if not getattr(run.args, "offload_states", False):
+        return None
+    path = run.dir / EXACT_STATES_DIR
+    shutil.rmtree(path, ignore_errors=True)
+    return path

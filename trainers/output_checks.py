@@ -26,8 +26,9 @@ logger = logging.getLogger("keras_metaopt.trainers")
 # Flags that cannot change what a run computes: a rerun that differs from the
 # stored run.json only in these resumes the run. Every other flag of the
 # parser -- including any flag added later -- is result-changing.
-# state_every: the exact meta-gradient's memory/recomputation trade-off; the
-# results are bit-identical for every k (tests/keras_metaopt/test_exact_meta_gradient.py).
+# state_every, offload_states: the exact meta-gradient's memory/recomputation
+# trade-off; the results are bit-identical for every k, in memory or in files
+# (tests/keras_metaopt/test_exact_meta_gradient.py).
 RESUME_SAFE = frozenset(
     {
         "output_dir",
@@ -36,6 +37,7 @@ RESUME_SAFE = frozenset(
         "log_every",
         "checkpoint_every",
         "state_every",
+        "offload_states",
         "method_name",  # a label: the results are the same
     }
 )

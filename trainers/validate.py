@@ -152,6 +152,11 @@ def check_ranges(parser, args):
             "--recompute-layers: only with --meta-gradient exact (it recomputes "
             "the layers in the exact meta-gradient's Hessian-vector products)"
         )
+    if getattr(args, "offload_states", False) and args.meta_gradient != "exact":
+        problems.append(
+            "--offload-states: only with --meta-gradient exact (it keeps the "
+            "exact meta-gradient's stored inner states in files)"
+        )
     problems += check_precision(args)
     rate = getattr(args, "rates_param", None)
     phi = getattr(args, "initial_phi", "random")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_metaopt import MetaOptimizer, MetaStep
+from keras_metaopt import MetaOptimizer, MetaStep, exact_meta_gradient
 from keras_metaopt.exact_meta_gradient import ExactMetaGradient
 from keras_metaopt.functional_adam import adam_step
 from keras_metaopt.testing import random_batches, stack, tiny_classifier
@@ -261,6 +261,70 @@ def test_replay_is_deterministic_and_state_checkpointing_changes_nothing():
             np.testing.assert_array_equal(a, b)
 
 
+@pytest.fixture
+def written(monkeypatch):
+    """(key, the files then in the window's directory) of every state put in a file."""
+    puts = []
+
+    class Recording(exact_meta_gradient.StateFile):
+        def put(self, key, state):
+            super().put(key, state)
+            puts.append((key, sorted(p.name for p in self.path.iterdir())))
+
+    monkeypatch.setattr(exact_meta_gradient, "StateFile", Recording)
+    return puts
+
+
+def test_states_kept_in_files_change_nothing_and_leave_no_file(tmp_path, written):
+    steps = 5
+    train, heldout = _data(2 * steps)
+    results = []
+    for k, offload in ((1, None), (1, tmp_path), (2, tmp_path)):
+        model, optimizer, _ = _setup(steps)
+        step = MetaStep(model, optimizer, steps, state_every=k, offload_dir=offload)
+        train_it, heldout_it = _iterators(train, heldout * 2)
+        grads = [step(train_it, heldout_it)["meta_gradient"].numpy() for _ in range(2)]
+        results.append((grads, [v.numpy() for v in model.weights]))
+        assert list(tmp_path.iterdir()) == []  # each window removed its files
+    # Two windows with k = 1, then two with k = 2: every k-th state in a file.
+    assert [key for key, _ in written] == [0, 1, 2, 3, 4] * 2 + [0, 2, 4] * 2
+    assert written[4][1] == ["0.bin", "1.bin", "2.bin", "3.bin", "4.bin"]
+    for grads, weights in results[1:]:
+        for a, b in zip(grads, results[0][0], strict=True):
+            np.testing.assert_array_equal(a, b)
+        for a, b in zip(weights, results[0][1], strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_states_kept_in_files_under_a_mirrored_strategy(mirrored, tmp_path, written):
+    steps = 3
+    train = tf.data.Dataset.from_tensor_slices(stack(random_batches(steps, 8, seed=1)))
+    heldout = tf.data.Dataset.from_tensor_slices(stack(random_batches(1, 8, seed=2)))
+    results = []
+    for offload in (None, tmp_path):
+        with mirrored.scope():
+            model = tiny_classifier()
+            optimizer = MetaOptimizer(
+                keras.optimizers.Adam(1e-2), initial_phi=PHI, meta_gradient="exact"
+            )
+            step = MetaStep(
+                model, optimizer, steps, strategy=mirrored, offload_dir=offload
+            )
+        result = step(
+            iter(mirrored.experimental_distribute_dataset(train.unbatch().batch(8))),
+            iter(mirrored.experimental_distribute_dataset(heldout.unbatch().batch(8))),
+        )
+        results.append((result["meta_gradient"].numpy(), optimizer.phi.numpy()))
+    # Two mirrored runs in memory differ by an ulp already (2.5e-7 here), so
+    # not bit for bit. (The replicas' states are equal, gradients all-reduced
+    # and the seed state mirrored; that each comes back on its own device is
+    # test_state_file's.)
+    np.testing.assert_allclose(results[1][0], results[0][0], rtol=1e-6)
+    np.testing.assert_allclose(results[1][1], results[0][1], rtol=1e-6)
+    assert [key for key, _ in written] == [0, 1, 2]
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("recompute", [False, True], ids=["", "layers-recomputed"])
 def test_mirrored_strategy_on_two_cpus_matches_single_device(mirrored, recompute):
     # recompute: the mirrored run recomputes the layers in its HVPs
@@ -350,6 +414,8 @@ def test_bad_use_of_the_exact_mode_fails_at_construction():
         MetaStep(model, exact, 15, state_every=16)
     with pytest.raises(ValueError, match="state_every is an option of the exact"):
         MetaStep(model, MetaOptimizer(), 15, state_every=3)
+    with pytest.raises(ValueError, match="offload_dir is an option of the exact"):
+        MetaStep(model, MetaOptimizer(), 15, offload_dir="states")
 
 
 def test_exact_window_steps_trace_once_across_windows():

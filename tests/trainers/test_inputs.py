@@ -138,6 +138,11 @@ CORPUS = [
     ),
     (
         "meta",
+        ["--offload-states"],
+        ["--offload-states: only with --meta-gradient exact"],
+    ),
+    (
+        "meta",
         ["--rates-param", "exp", "--initial-phi", "2"],
         ["--initial-phi 2: with --rates-param exp, φ must be <= log 4"],
     ),
