@@ -35,6 +35,59 @@ def adam_step(gradient, m, v, local_step, lr, beta_1, beta_2, epsilon, inside_ro
     return m, v, (m * alpha) / denominator
 
 
+def adam_step_vjp(
+    gradient,
+    m,
+    v,
+    local_step,
+    lr,
+    beta_1,
+    beta_2,
+    epsilon,
+    inside_root,
+    delta_bar,
+    m_out_bar,
+    v_out_bar,
+):
+    """`adam_step`'s vector-Jacobian product in closed form, and its Δ.
+
+    Given the adjoints of its outputs (m̄', v̄', Δ̄), returns (ḡ, m̄, v̄, Δ): the
+    adjoints of its inputs (gradient, m, v) and the step itself. Elementwise
+    and without a tape, so that nothing of the forward step is kept beyond
+    the expression; the same derivative as differentiating `adam_step`
+    (tests/keras_metaopt/test_exact_meta_gradient.py), including 0 for √v at
+    v = 0 when `inside_root=False`.
+    """
+    dtype = m.dtype
+    lr = tf.cast(lr, dtype)
+    gradient = tf.cast(gradient, dtype)
+    beta_1_power = tf.pow(tf.cast(beta_1, dtype), local_step)
+    beta_2_power = tf.pow(tf.cast(beta_2, dtype), local_step)
+    alpha = lr * tf.sqrt(1 - beta_2_power) / (1 - beta_1_power)
+    m_new = m + (gradient - m) * (1 - beta_1)
+    v_new = v + (tf.square(gradient) - v) * (1 - beta_2)
+    if inside_root:
+        root = tf.sqrt(v_new + tf.cast(epsilon, dtype) ** 2)
+        denominator = root
+        root_bar_per_v = 0.5 / root  # d√(v + ε²)/dv
+    else:
+        root = tf.sqrt(v_new)
+        denominator = root + epsilon
+        safe = tf.where(v_new > 0, root, tf.ones_like(root))
+        root_bar_per_v = tf.where(v_new > 0, 0.5 / safe, tf.zeros_like(root))
+    delta = (m_new * alpha) / denominator
+    # Δ = m'·α / D: dΔ/dm' = α / D, dΔ/dD = −Δ / D.
+    m_new_bar = m_out_bar + delta_bar * alpha / denominator
+    v_new_bar = v_out_bar - delta_bar * delta / denominator * root_bar_per_v
+    gradient_bar = m_new_bar * (1 - beta_1) + v_new_bar * (1 - beta_2) * 2 * gradient
+    return (
+        gradient_bar,
+        m_new_bar * (1 - (1 - beta_1)),
+        v_new_bar * (1 - (1 - beta_2)),
+        delta,
+    )
+
+
 @tf.custom_gradient
 def _sqrt_zero_grad_at_zero(x):
     y = tf.sqrt(x)

@@ -144,6 +144,58 @@ def _train_window(steps, kind, phi=PHI):
     return result, start, weights_by_path(model)
 
 
+@pytest.mark.parametrize("inside_root", [True, False], ids=["inside-root", "keras"])
+@pytest.mark.parametrize(
+    "base, rates_param",
+    [("adam", "sigmoid"), ("adamw", "exp")],
+)
+def test_the_closed_form_update_vjp_is_the_tape_s(inside_root, base, rates_param):
+    model = tiny_classifier(dtype="float64")
+    optimizer = MetaOptimizer(
+        keras.optimizers.AdamW(1e-2, weight_decay=0.1)
+        if base == "adamw"
+        else keras.optimizers.Adam(1e-2),
+        initial_phi=PHI,
+        meta_gradient="exact",
+        rates_param=rates_param,
+        epsilon_inside_root=inside_root,
+    )
+    optimizer.build(model.trainable_variables)
+    window = _window(model, optimizer, 3)
+    rng = np.random.default_rng(0)
+    theta = window.read_state()[0]
+
+    def like(x, zeros=0.0, positive=False):
+        a = rng.normal(size=x.shape)
+        a = np.abs(a) if positive else a
+        return tf.constant(a * (rng.random(x.shape) >= zeros), x.dtype)
+
+    # Some v and g zero together: v' = 0, where Keras's √v' has derivative 0.
+    grads = [like(t, zeros=0.3) for t in theta]
+    v = [tf.where(g == 0, tf.zeros_like(g), like(g, positive=True)) for g in grads]
+    m = [like(t) for t in theta]
+    adjoints = tuple([like(t) for t in theta] for _ in range(3))
+    phi, iteration = tf.identity(optimizer.phi), tf.constant(4, tf.int64)
+    with tf.GradientTape() as tape:
+        tape.watch([theta, m, v, grads, phi])
+        outputs = window.update(theta, m, v, grads, phi, iteration)
+    expected = tape.gradient(
+        sum(outputs, []),
+        [theta, m, v, grads, phi],
+        output_gradients=sum(adjoints, []),
+        unconnected_gradients=tf.UnconnectedGradients.ZERO,
+    )
+    got = window.update_vjp(theta, m, v, grads, phi, iteration, adjoints)
+    assert any(window._decay) == (base == "adamw")
+    for name, e, g in zip(["θ̄", "m̄", "v̄", "ḡ"], expected[:4], got[:4]):
+        for a, b in zip(g, e, strict=True):
+            np.testing.assert_allclose(
+                a.numpy(), b.numpy(), rtol=1e-9, atol=1e-12, err_msg=name
+            )
+    np.testing.assert_allclose(got[4].numpy(), expected[4].numpy(), rtol=1e-5)
+    assert np.all(got[4].numpy() != 0)
+
+
 def test_exact_window_trains_exactly_like_apply():
     steps = 3
     first, start, first_weights = _train_window(steps, "first_order")
