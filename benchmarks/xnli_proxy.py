@@ -60,9 +60,9 @@ FAST = {"--precision": "mixed_bfloat16", "--group-by-length": True}
 # as one MatMul each), so a "-v2" row reproduces bit for bit only from a
 # checkout before 6b09992.
 # The English stage with one of the two fast settings each (issue 23): on the
-# fast settings it still lost 1.39 points on three seeds, and on seed 1 either
-# setting alone lost about 0.6 (benchmarks/investigate): which one to keep for
-# the English stage. They start no other row (`--only` runs them).
+# fast settings it lost 1.39 points on three seeds; bf16 alone lost 1.24 on
+# three, float32 with grouping was level on two (BENCHMARKS.md, parity). They
+# start no other row (`--only` runs them).
 ENGLISH = {
     "english-only": {},
     "english-only-fast": FAST,
