@@ -21,13 +21,7 @@ def adam_step(gradient, m, v, local_step, lr, beta_1, beta_2, epsilon, inside_ro
     dtype and `lr` the learning rate.
     """
     dtype = m.dtype
-    lr = tf.cast(lr, dtype)
-    gradient = tf.cast(gradient, dtype)
-    beta_1_power = tf.pow(tf.cast(beta_1, dtype), local_step)
-    beta_2_power = tf.pow(tf.cast(beta_2, dtype), local_step)
-    alpha = lr * tf.sqrt(1 - beta_2_power) / (1 - beta_1_power)
-    m = m + (gradient - m) * (1 - beta_1)
-    v = v + (tf.square(gradient) - v) * (1 - beta_2)
+    _, alpha, m, v = _moments(gradient, m, v, local_step, lr, beta_1, beta_2)
     if inside_root:
         denominator = tf.sqrt(v + tf.cast(epsilon, dtype) ** 2)
     else:
@@ -59,13 +53,9 @@ def adam_step_vjp(
     v = 0 when `inside_root=False`.
     """
     dtype = m.dtype
-    lr = tf.cast(lr, dtype)
-    gradient = tf.cast(gradient, dtype)
-    beta_1_power = tf.pow(tf.cast(beta_1, dtype), local_step)
-    beta_2_power = tf.pow(tf.cast(beta_2, dtype), local_step)
-    alpha = lr * tf.sqrt(1 - beta_2_power) / (1 - beta_1_power)
-    m_new = m + (gradient - m) * (1 - beta_1)
-    v_new = v + (tf.square(gradient) - v) * (1 - beta_2)
+    gradient, alpha, m_new, v_new = _moments(
+        gradient, m, v, local_step, lr, beta_1, beta_2
+    )
     if inside_root:
         root = tf.sqrt(v_new + tf.cast(epsilon, dtype) ** 2)
         denominator = root
@@ -86,6 +76,19 @@ def adam_step_vjp(
         v_new_bar * (1 - (1 - beta_2)),
         delta,
     )
+
+
+def _moments(gradient, m, v, local_step, lr, beta_1, beta_2):
+    """(gradient, α, m', v') of an Adam step, in m's dtype, as Keras computes them."""
+    dtype = m.dtype
+    lr = tf.cast(lr, dtype)
+    gradient = tf.cast(gradient, dtype)
+    beta_1_power = tf.pow(tf.cast(beta_1, dtype), local_step)
+    beta_2_power = tf.pow(tf.cast(beta_2, dtype), local_step)
+    alpha = lr * tf.sqrt(1 - beta_2_power) / (1 - beta_1_power)
+    m = m + (gradient - m) * (1 - beta_1)
+    v = v + (tf.square(gradient) - v) * (1 - beta_2)
+    return gradient, alpha, m, v
 
 
 @tf.custom_gradient
