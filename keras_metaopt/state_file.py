@@ -4,8 +4,8 @@
 window for its backward sweep: ⌈L/k⌉ + k of them in memory, each three times
 the trained parameters (e5-small: 257 MB). `StateFile` writes each stored
 state to a file of its own as raw bytes and reads it back once, bit for bit,
-so that memory holds one or two states whatever L, and k = 1 (nothing
-recomputed) costs no more memory than k = 4. The file system's page cache may
+so that memory holds only the k states of the segment being swept: k = 1
+(nothing recomputed) then holds the fewest. The file system's page cache may
 keep the bytes, but they are not the process's memory.
 
 Example:
