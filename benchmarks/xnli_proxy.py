@@ -167,12 +167,15 @@ def stage1_of(method):
     return STAGE1.get(method, "english-only")
 
 
-def plan(seeds_main, seeds_rest, only):
+def plan(seeds_main, seeds_rest, only, seeds=None):
     """(method, seed) pairs, seed-major so that a seed's comparison completes
     first; each seed's English models first ("english-only" always, the others
-    when a planned row starts from them)."""
+    when a planned row starts from them). `seeds`, if given, keeps only those
+    seeds (each row still has its own number of seeds)."""
     runs = []
     for seed in range(max(seeds_main, seeds_rest)):
+        if seeds is not None and seed not in seeds:
+            continue
         rows = [
             method
             for method, (_, _, n) in METHODS.items()
@@ -305,6 +308,14 @@ def table(results_dir, baseline="finetune"):
     return text
 
 
+def seed_list(text):
+    """`"1,2"` -> `{1, 2}`; None if `text` is not seeds separated by commas."""
+    parts = text.split(",")
+    if not all(part.strip().isdigit() for part in parts):
+        return None
+    return {int(part) for part in parts}
+
+
 def check_args(args):
     """Problems with a benchmark command line, one line each (before any run)."""
     problems = []
@@ -322,6 +333,17 @@ def check_args(args):
             f"--only {args.only}: unknown method(s) {', '.join(unknown)}; "
             f"methods: {', '.join(METHODS)}"
         )
+    if args.seeds is not None:
+        seeds, last = seed_list(args.seeds), max(args.seeds_main, args.seeds_rest)
+        if seeds is None:
+            problems.append(
+                f"--seeds {args.seeds}: must be seeds separated by commas, e.g. 1,2"
+            )
+        elif max(seeds) >= last:
+            problems.append(
+                f"--seeds {args.seeds}: beyond the planned seeds 0..{last - 1} "
+                f"(raise --seeds-main or --seeds-rest)"
+            )
     if args.dry_run:  # only prints the commands: the inputs need not exist yet
         return problems
     from trainers.data_checks import check_data_dir
@@ -370,6 +392,12 @@ def main(argv=None):
         "the English model a fast row starts from).",
     )
     parser.add_argument(
+        "--seeds",
+        help="Comma-separated seeds: run only these of the planned runs (e.g. "
+        "seed 1 of a row whose seed 0 needs an English model that is not in "
+        "--work-dir).",
+    )
+    parser.add_argument(
         "--table", action="store_true", help="Print the summary table and exit."
     )
     parser.add_argument(
@@ -395,7 +423,8 @@ def main(argv=None):
     if problems:
         cli.fail(parser.prog, problems)
     only = set(args.only.split(",")) if args.only else None
-    runs = plan(args.seeds_main, args.seeds_rest, only)
+    seeds = seed_list(args.seeds) if args.seeds is not None else None
+    runs = plan(args.seeds_main, args.seeds_rest, only, seeds)
     for method, seed in runs:
         done = pathlib.Path(args.results_dir) / f"{method}-seed{seed}"
         if (done / RESULTS_JSON).is_file():

@@ -327,3 +327,40 @@ def test_reproduction_check_compares_every_example(tmp_path):
         (tmp_path / name / "results.json").write_text(json.dumps(payload))
     assert xnli_proxy._check_reproduced(tmp_path / "new", tmp_path / "old")
     assert not xnli_proxy._check_reproduced(tmp_path / "other", tmp_path / "old")
+
+
+def test_seeds_keeps_only_those_seeds_of_the_plan(tmp_path, caplog):
+    assert xnli_proxy.plan(3, 2, {"meta-joint"}, seeds={1}) == [
+        ("english-only", 1),
+        ("meta-joint", 1),
+    ]
+    assert xnli_proxy.plan(3, 2, {"finetune"}, seeds={0, 2}) == [
+        ("english-only", 0),
+        ("finetune", 0),
+        ("english-only", 2),
+        ("finetune", 2),
+    ]
+    caplog.set_level("INFO")
+    argv = ["--results-dir", str(tmp_path / "r"), "--work-dir", str(tmp_path / "w")]
+    argv += ["--dry-run", "--only", "meta-paper-100-joint", "--seeds", "2"]
+    assert xnli_proxy.main(argv) == 0
+    planned = [r.getMessage().split(": ")[0] for r in caplog.records]
+    assert planned == ["english-only seed 2", "meta-paper-100-joint seed 2"]
+
+
+@pytest.mark.parametrize(
+    "seeds, message",
+    [
+        ("1,x", "--seeds 1,x: must be seeds separated by commas, e.g. 1,2"),
+        ("-1", "--seeds -1: must be seeds separated by commas, e.g. 1,2"),
+        ("", "--seeds : must be seeds separated by commas, e.g. 1,2"),
+        ("0,3", "--seeds 0,3: beyond the planned seeds 0..2 (raise --seeds-main"),
+    ],
+)
+def test_bad_seeds_are_one_line_errors(seeds, message, tmp_path, capsys):
+    argv = ["--work-dir", str(tmp_path / "w"), "--dry-run", "--seeds", seeds]
+    with pytest.raises(SystemExit) as exit_:
+        xnli_proxy.main(argv)
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "w").exists()
