@@ -14,6 +14,7 @@ Usage:
     python -m benchmarks.bench_meta_step --meta-gradient exact --state-every 4
     python -m benchmarks.bench_meta_step --meta-gradient exact --recompute-layers
     python -m benchmarks.bench_meta_step --meta-gradient exact --offload-states /tmp/states
+    python -m benchmarks.bench_meta_step --meta-gradient exact --hvp-micro-batches 4
     python -m benchmarks.bench_meta_step --meta-gradient exact --num-layers 2 --seq 64
 """
 
@@ -111,6 +112,7 @@ def _worker(args):
             state_every=args.state_every if exact else None,
             recompute_layers=exact and args.recompute_layers,
             offload_dir=args.offload_states if exact else None,
+            hvp_micro_batches=args.hvp_micro_batches if exact else 1,
         )
         train_it, heldout_it = iter(data), iter(data)
         step(train_it, heldout_it)["heldout_loss"].numpy()  # trace + warm up
@@ -180,6 +182,13 @@ def main(argv=None):
         "memory (keras_metaopt.state_file; memory ~ k states).",
     )
     parser.add_argument(
+        "--hvp-micro-batches",
+        type=int,
+        default=1,
+        help="exact: each Hessian-vector product over this many micro-batches "
+        "(keras_metaopt.micro_batch).",
+    )
+    parser.add_argument(
         "--worker", choices=["plain", "meta", "exact"], help=argparse.SUPPRESS
     )
     args = parser.parse_args(argv)
@@ -230,6 +239,8 @@ def main(argv=None):
             label = f"exact (k = {args.state_every}), recomputed"
         if args.offload_states:
             label += ", in files"
+        if args.hvp_micro_batches > 1:
+            label += f", {args.hvp_micro_batches} micro"
         print(
             f"{label:28}"
             f"{exact['seconds_per_step'] * L:>10.3f}{exact['peak_rss_mb']:>14.0f}"

@@ -24,7 +24,11 @@ its checkpoint. Peak ≈ one backward step (a reverse-over-reverse HVP) +
 recomputes nothing. With `offload_dir` the stored states go to files
 (`keras_metaopt.state_file`) and memory holds only the k states of the
 segment being swept (and the adjoints), so k = 1 both recomputes nothing and
-holds the fewest. The window is a Python loop over compiled single steps
+holds the fewest. With `hvp_micro_batches` = n the backward step computes
+the inner gradient once on the whole batch without an outer tape, then H_t ḡ_t
+as the sum of n micro-batches' products, one at a time, each micro-batch with
+the rows of the full batch's dropout masks (`keras_metaopt.micro_batch`): the
+second-order tape holds 1/n of the batch. The window is a Python loop over compiled single steps
 (forward, held-out gradient, backward, write), not one graph: one graph of
 nested while loops around the nested tapes crashed on its second call
 (Grappler's temporary variables in the loop frames).
@@ -47,6 +51,7 @@ import tensorflow as tf
 
 from keras_metaopt import layer_recompute, rate_param
 from keras_metaopt.functional_adam import adam_slots, adam_step, adam_step_vjp
+from keras_metaopt.micro_batch import micro_batches, sliced_dropout
 from keras_metaopt.state_file import StateFile
 
 
@@ -75,6 +80,15 @@ class ExactMetaGradient:
             then holds the k states of one segment instead of ⌈L/k⌉ + k, so
             k = 1 (nothing recomputed) holds the fewest; the same values bit
             for bit. The files are deleted when the window ends.
+        hvp_micro_batches: n, compute each Hessian-vector product as the sum
+            of n micro-batches' products, one after the other
+            (`keras_metaopt.micro_batch`): the second-order tape holds one
+            micro-batch instead of the batch. The inner gradient is then
+            computed once more on the whole batch (without an outer tape), so
+            a step costs one more forward and backward pass. The trajectory is
+            the same bit for bit, the meta-gradient the same to round-off
+            (the products are summed in another order). The loss must be a
+            mean over the batch's examples (as `tf.nn.compute_average_loss`).
     """
 
     def __init__(
@@ -86,7 +100,13 @@ class ExactMetaGradient:
         state_every=1,
         recompute_layers=False,
         offload_dir=None,
+        hvp_micro_batches=1,
     ):
+        if hvp_micro_batches < 1:
+            raise ValueError(
+                f"hvp_micro_batches must be >= 1 (1: the whole batch at once); "
+                f"got {hvp_micro_batches}."
+            )
         if not 1 <= state_every <= meta_interval:
             raise ValueError(
                 f"state_every must be in [1, meta_interval = {meta_interval}]; "
@@ -100,6 +120,7 @@ class ExactMetaGradient:
         self.state_every = state_every
         self.recompute_layers = recompute_layers
         self.offload_dir = offload_dir
+        self.hvp_micro_batches = hvp_micro_batches
         if recompute_layers and not layer_recompute.transformer_layers(model):
             raise ValueError(
                 f"recompute_layers: {model.name} has no keras-hub TransformerEncoder "
@@ -415,6 +436,15 @@ class ExactMetaGradient:
 
     def _backward_step_body(self, state, batch, phi, theta_bar, m_bar, v_bar):
         theta, m, v, seeds, iteration = state
+        if self.hvp_micro_batches > 1:
+            _, grads_replica, _ = self.gradient(theta, seeds, batch)
+            grads = _all_reduce(grads_replica)
+            direct, m_bar, v_bar, grads_bar, phi_bar = self.update_vjp(
+                theta, m, v, grads, phi, iteration, (theta_bar, m_bar, v_bar)
+            )
+            hvp = _all_reduce(self._micro_batched_hvp(theta, seeds, batch, grads_bar))
+            theta_bar = [a + b for a, b in zip(direct, hvp)]
+            return theta_bar, m_bar, v_bar, phi_bar
         with tf.GradientTape() as outer:
             outer.watch(theta)
             _, grads_replica, _ = self.gradient(theta, seeds, batch)
@@ -432,6 +462,37 @@ class ExactMetaGradient:
         )
         theta_bar = [a + b for a, b in zip(direct, hvp)]
         return theta_bar, m_bar, v_bar, phi_bar
+
+    def _micro_batched_hvp(self, theta, seeds, batch, grads_bar):
+        """This replica's H ḡ as the sum of its micro-batches' products.
+
+        Each micro-batch's loss is the mean over its own examples, so its
+        product is weighted by its share of the batch's rows. The micro-batches
+        run one after the other (control dependencies), and only once ḡ is
+        known, so that the graph holds one micro-batch's tapes at a time.
+        """
+        rows = tf.shape(tf.nest.flatten(batch)[0])[0]
+        tf.debugging.assert_greater_equal(
+            rows,
+            self.hvp_micro_batches,
+            message=f"hvp_micro_batches = {self.hvp_micro_batches} is more than "
+            "the rows of this replica's batch",
+        )
+        total = [tf.zeros_like(t) for t in theta]
+        for offset, size, part in micro_batches(batch, self.hvp_micro_batches):
+            with tf.control_dependencies(list(grads_bar) + total):
+                with sliced_dropout(rows, offset):
+                    with tf.GradientTape() as outer:
+                        outer.watch(theta)
+                        _, grads, _ = self.gradient(theta, seeds, part)
+                    hvp = outer.gradient(
+                        grads,
+                        theta,
+                        output_gradients=grads_bar,
+                        unconnected_gradients=tf.UnconnectedGradients.ZERO,
+                    )
+            total = [s + tf.cast(size / rows, h.dtype) * h for s, h in zip(total, hvp)]
+        return total
 
     def _call(self, theta, seeds, features, training):
         values = [

@@ -40,6 +40,10 @@ class MetaStep:
             in files under this directory instead of memory
             (`keras_metaopt.state_file.StateFile`; memory ~ `state_every`
             states instead of ⌈L/k⌉ + k, the same values bit for bit).
+        hvp_micro_batches: Exact meta-gradient only: compute each
+            Hessian-vector product over this many micro-batches, one after
+            the other (less memory, one more forward and backward pass a step,
+            the same meta-gradient to round-off; `ExactMetaGradient`).
 
     Example (runs as written, on the tiny test classifier):
 
@@ -67,6 +71,7 @@ class MetaStep:
         state_every=None,
         recompute_layers=False,
         offload_dir=None,
+        hvp_micro_batches=1,
     ):
         if meta_interval < 1:
             raise ValueError(f"meta_interval must be >= 1; got {meta_interval}.")
@@ -86,6 +91,11 @@ class MetaStep:
                 "offload_dir is an option of the exact meta-gradient: build the "
                 "MetaOptimizer with meta_gradient='exact'."
             )
+        if hvp_micro_batches != 1 and not self.exact:
+            raise ValueError(
+                "hvp_micro_batches is an option of the exact meta-gradient: build "
+                "the MetaOptimizer with meta_gradient='exact'."
+            )
         state_every = 1 if state_every is None else state_every
         if not 1 <= state_every <= meta_interval:
             raise ValueError(
@@ -98,6 +108,7 @@ class MetaStep:
         self.state_every = state_every
         self.recompute_layers = recompute_layers
         self.offload_dir = offload_dir
+        self.hvp_micro_batches = hvp_micro_batches
         self.strategy = strategy or tf.distribute.get_strategy()
         self._inner = TrainStep(model, optimizer, strategy=self.strategy)
         self._window = None
@@ -123,6 +134,7 @@ class MetaStep:
                 self.state_every,
                 self.recompute_layers,
                 self.offload_dir,
+                self.hvp_micro_batches,
             )
         if self.exact:  # a Python loop over compiled steps (memory: see there)
             return self._exact_meta_step(train_iterator, heldout_iterator)

@@ -251,6 +251,15 @@ def add_meta_flags(parser):
         "is recomputed).",
     )
     g.add_argument(
+        "--hvp-micro-batches",
+        type=int,
+        default=1,
+        help="exact: compute each Hessian-vector product over this many "
+        "micro-batches of a batch, one after the other (less memory, one more "
+        "forward and backward pass a step; the same meta-gradient to "
+        "round-off, the same training steps bit for bit).",
+    )
+    g.add_argument(
         "--meta-clipnorm",
         type=float,
         help="Clip the norm of each meta-gradient dL/dφ to this value.",

@@ -85,6 +85,7 @@ def meta_train(run, classifier, sources):
         state_every=args.state_every if args.meta_gradient == "exact" else None,
         recompute_layers=args.recompute_layers,
         offload_dir=_offload_dir(run),
+        hvp_micro_batches=args.hvp_micro_batches,
     )
     phi_start = optimizer.phi.numpy().copy()
     languages = sorted(sources)

@@ -72,6 +72,7 @@ RANGES = {
     "meta_updates_per_round": (lambda x: x >= 1, ">= 1"),
     "meta_lr": (lambda x: math.isfinite(x) and x > 0, "a number > 0"),
     "state_every": (lambda x: x >= 1, ">= 1"),
+    "hvp_micro_batches": (lambda x: x >= 1, ">= 1"),
     "meta_clipnorm": (lambda x: math.isfinite(x) and x > 0, "a number > 0"),
     "freeze_bottom": (lambda x: x >= 0, ">= 0"),
     "layer_decay": (lambda x: 0 < x <= 1, "in (0, 1]"),
@@ -156,6 +157,17 @@ def check_ranges(parser, args):
         problems.append(
             "--offload-states: only with --meta-gradient exact (it keeps the "
             "exact meta-gradient's stored inner states in files)"
+        )
+    micro = getattr(args, "hvp_micro_batches", 1)
+    if micro != 1 and args.meta_gradient != "exact":
+        problems.append(
+            f"--hvp-micro-batches {micro}: only with --meta-gradient exact (it "
+            "splits the exact meta-gradient's Hessian-vector products)"
+        )
+    elif micro > 1 and micro > args.batch_size >= 1:
+        problems.append(
+            f"--hvp-micro-batches {micro}: must be <= --batch-size "
+            f"({args.batch_size}), the rows it splits"
         )
     problems += check_precision(args)
     rate = getattr(args, "rates_param", None)

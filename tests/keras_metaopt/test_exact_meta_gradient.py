@@ -5,6 +5,8 @@ References are independent of the backward sweep: the window re-run eagerly
 differences in float64 and by forward mode (`tf.autodiff.ForwardAccumulator`).
 """
 
+import contextlib
+
 import keras
 import numpy as np
 import pytest
@@ -534,3 +536,61 @@ def test_layer_recomputation_needs_transformer_layers_and_a_compiled_stateless_c
         with pytest.raises(RuntimeError, match="inside model.stateless_call only"):
             model(features)
     model(features)  # restored on exit
+
+
+def _micro_batched_run(steps, train, heldout, count, recompute=False, dropout=0.1):
+    model, optimizer, _ = _setup(steps, dtype="float64", dropout=dropout)
+    window = ExactMetaGradient(
+        model,
+        optimizer,
+        lambda y, logits: tf.nn.compute_average_loss(
+            keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)
+        ),
+        steps,
+        recompute_layers=recompute,
+        hvp_micro_batches=count,
+    )
+    r = window.run(_eager(train), _eager(heldout)[0])
+    return r["meta_gradient"].numpy(), model.get_weights()
+
+
+@pytest.mark.parametrize(
+    "count, recompute", [(3, False), (4, True)], ids=["3", "4-layers-recomputed"]
+)
+def test_micro_batched_hvps_change_the_meta_gradient_only_by_round_off(
+    count, recompute
+):
+    # Batches of 4 rows: micro-batches of 1, 1, 2 rows (3) or of one row (4),
+    # each with the rows of the full batch's dropout masks.
+    steps = 4
+    train, heldout = _data(steps, seed=11)
+    plain, plain_weights = _micro_batched_run(steps, train, heldout, 1)
+    ours, our_weights = _micro_batched_run(steps, train, heldout, count, recompute)
+    assert np.abs(plain).min() > 1e-7
+    np.testing.assert_allclose(ours, plain, rtol=1e-9)
+    for a, b in zip(our_weights, plain_weights, strict=True):
+        np.testing.assert_array_equal(a, b)  # the inner steps are untouched
+
+
+def test_micro_batches_without_the_full_batch_masks_give_another_meta_gradient(
+    monkeypatch,
+):
+    # The check above can fail: with each micro-batch drawing its own masks,
+    # the meta-gradient moves far beyond round-off; without dropout it is the
+    # same again.
+    steps = 4
+    train, heldout = _data(steps, seed=11)
+    plain, _ = _micro_batched_run(steps, train, heldout, 1)
+    no_dropout, _ = _micro_batched_run(steps, train, heldout, 1, dropout=0.0)
+    monkeypatch.setattr(
+        exact_meta_gradient, "sliced_dropout", lambda rows, offset: _nothing()
+    )
+    unaligned, _ = _micro_batched_run(steps, train, heldout, 3)
+    gap = np.linalg.norm(unaligned - plain) / np.linalg.norm(plain)
+    assert gap > 1e-3, gap
+    unaligned, _ = _micro_batched_run(steps, train, heldout, 3, dropout=0.0)
+    np.testing.assert_allclose(unaligned, no_dropout, rtol=1e-9)
+
+
+def _nothing():
+    return contextlib.nullcontext()

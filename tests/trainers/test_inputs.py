@@ -143,6 +143,21 @@ CORPUS = [
     ),
     (
         "meta",
+        ["--hvp-micro-batches", "2"],
+        ["--hvp-micro-batches 2: only with --meta-gradient exact"],
+    ),
+    (
+        "meta",
+        ["--meta-gradient", "exact", "--hvp-micro-batches", "0"],
+        ["--hvp-micro-batches 0: must be >= 1"],
+    ),
+    (
+        "meta",
+        ["--meta-gradient", "exact", "--batch-size", "4", "--hvp-micro-batches", "5"],
+        ["--hvp-micro-batches 5: must be <= --batch-size (4), the rows it splits"],
+    ),
+    (
+        "meta",
         ["--rates-param", "exp", "--initial-phi", "2"],
         ["--initial-phi 2: with --rates-param exp, φ must be <= log 4"],
     ),

@@ -654,17 +654,22 @@ def test_meta_english_init_exp_rates_exact_gradient_end_to_end(workspace, meta_r
     assert (rates_param(out), rates_param(meta_run[0])) == ("exp", "sigmoid")
     assert plot_rates(out).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
-    # The same run with its stored states in files, every one kept (k = 1):
-    # the same rates (in memory, k = 2 recomputed half of them), no file left.
+    # The same run with its stored states in files, every one kept (k = 1),
+    # and its Hessian-vector products over two micro-batches: the same rates
+    # to round-off (in memory, k = 2 recomputed half of them), no file left.
     offloaded = root / "meta-exp-exact-offloaded"
     extra[extra.index("--state-every") + 1] = "1"
     meta.main(
         _common(data_dir, preset, offloaded, *META, *extra, "--recompute-layers")
-        + ["--offload-states"]
+        + ["--offload-states", "--hvp-micro-batches", "2"]
     )
     again = json.loads((offloaded / "rates.json").read_text())["rates"]
     assert again == pytest.approx(payload["rates"], rel=1e-6)
     assert list((offloaded / "exact-states").iterdir()) == []
+    assert (
+        json.loads((offloaded / "run.json").read_text())["args"]["hvp_micro_batches"]
+        == 2
+    )
 
 
 def test_fresh_head_redraws_only_the_classifier_layers(workspace):

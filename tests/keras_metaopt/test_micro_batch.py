@@ -1,0 +1,62 @@
+"""Micro-batches and their dropout masks (keras_metaopt.micro_batch)."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_metaopt.micro_batch import micro_batches, sliced_dropout
+
+
+def _dropped(layer, state, x):
+    """`layer(x)` in training mode from the seed state `state`."""
+    mapping = list(zip(layer.non_trainable_variables, state))
+    with keras.StatelessScope(state_mapping=mapping):
+        return np.asarray(tf.cast(layer(x, training=True), tf.float64))
+
+
+def test_micro_batches_are_consecutive_near_equal_slices():
+    batch = ({"ids": tf.reshape(tf.range(20), [10, 2])}, tf.range(10))
+    parts = micro_batches(batch, 3)
+    assert [(int(o), int(n)) for o, n, _ in parts] == [(0, 3), (3, 3), (6, 4)]
+    assert [p[1].numpy().tolist() for _, _, p in parts] == [
+        [0, 1, 2],
+        [3, 4, 5],
+        [6, 7, 8, 9],
+    ]
+    assert parts[2][2][0]["ids"].numpy().tolist() == [[12, 13], [14, 15]] + [
+        [16, 17],
+        [18, 19],
+    ]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float64"])
+@pytest.mark.parametrize("noise_shape", [None, (None, 1, None), (1, None, None)])
+def test_each_row_keeps_the_mask_it_has_in_the_full_batch(dtype, noise_shape):
+    x = tf.cast(tf.random.stateless_normal([10, 3, 7], seed=[1, 2]) + 3, dtype)
+    layer = keras.layers.Dropout(0.3, noise_shape=noise_shape, seed=5, dtype=dtype)
+    layer.build(x.shape)
+    state = [v.value for v in layer.non_trainable_variables]
+    full = _dropped(layer, state, x)
+    assert 0.1 < np.mean(full == 0) < 0.5  # the layer drops, about at its rate
+    for offset, rows, part in micro_batches(x, 3):
+        with sliced_dropout(10, offset):
+            ours = _dropped(layer, state, part)
+        # Bit for bit: the same mask and the same scaled values.
+        assert ours.tobytes() == full[offset : offset + rows].tobytes()
+    if noise_shape is None or noise_shape[0] is None:
+        # Drawn for the micro-batch alone, the masks would differ.
+        assert not np.array_equal(_dropped(layer, state, x[3:6]), full[3:6])
+
+
+def test_a_rate_of_zero_keeps_everything_and_the_patch_is_undone():
+    from keras.src.backend.tensorflow import random as keras_tf_random
+
+    original = keras_tf_random.dropout
+    layer = keras.layers.Dropout(0.0, seed=5)
+    x = tf.ones([4, 3])
+    layer.build(x.shape)
+    with sliced_dropout(8, 4):
+        assert keras_tf_random.dropout is not original
+        np.testing.assert_array_equal(layer(x, training=True), x)
+    assert keras_tf_random.dropout is original
