@@ -60,8 +60,8 @@ FAST = {"--precision": "mixed_bfloat16", "--group-by-length": True}
 # as one MatMul each), so a "-v2" row reproduces bit for bit only from a
 # checkout before 6b09992.
 # The English stage with one of the two fast settings each (issue 23): on the
-# fast settings it lost 1.39 points on three seeds; bf16 alone lost 1.24 on
-# three, float32 with grouping was level on two (BENCHMARKS.md, parity). They
+# fast settings it lost 1.39 points on three seeds; bf16 alone lost 1.24 and
+# float32 with grouping 0.69, each on three (BENCHMARKS.md, parity). They
 # start no other row (`--only` runs them).
 ENGLISH = {
     "english-only": {},
