@@ -28,7 +28,9 @@ holds the fewest. With `hvp_micro_batches` = n the backward step computes
 the inner gradient once on the whole batch without an outer tape, then H_t ḡ_t
 as the sum of n micro-batches' products, one at a time, each micro-batch with
 the rows of the full batch's dropout masks (`keras_metaopt.micro_batch`): the
-second-order tape holds 1/n of the batch. The window is a Python loop over compiled single steps
+second-order tape holds 1/n of the batch; with `offload_dir` the forward pass
+also keeps each g_t in a file, so the backward step need not recompute it.
+The window is a Python loop over compiled single steps
 (forward, held-out gradient, backward, write), not one graph: one graph of
 nested while loops around the nested tapes crashed on its second call
 (Grappler's temporary variables in the loop frames).
@@ -83,9 +85,11 @@ class ExactMetaGradient:
         hvp_micro_batches: n, compute each Hessian-vector product as the sum
             of n micro-batches' products, one after the other
             (`keras_metaopt.micro_batch`): the second-order tape holds one
-            micro-batch instead of the batch. The inner gradient is then
-            computed once more on the whole batch (without an outer tape), so
-            a step costs one more forward and backward pass. The trajectory is
+            micro-batch instead of the batch. The backward step then needs
+            the step's gradient before its products: with `offload_dir` the
+            forward pass keeps it in a file, otherwise it is computed once
+            more on the whole batch (one more forward and backward pass a
+            step, without an outer tape). The trajectory is
             the same bit for bit, the meta-gradient the same to round-off
             (the products are summed in another order). The loss must be a
             mean over the batch's examples (as `tf.nn.compute_average_loss`).
@@ -283,12 +287,13 @@ class ExactMetaGradient:
         return theta_bar, m_bar, v_bar, grads_bar, phi_bar
 
     def step(self, state, batch, phi):
-        """One inner step: (state, batch) → (next state, this replica's loss)."""
+        """One inner step: (state, batch) → (next state, this replica's loss,
+        the all-reduced gradient it applied)."""
         theta, m, v, seeds, iteration = state
         loss, grads, seeds = self.gradient(theta, seeds, batch)
         grads = _all_reduce(grads)
         theta, m, v = self.update(theta, m, v, grads, phi, iteration)
-        return (theta, m, v, seeds, iteration + 1), loss
+        return (theta, m, v, seeds, iteration + 1), loss, grads
 
     def window_loss(self, phi, batches, heldout):
         """L_test after the window, re-run from the current state (no writes).
@@ -298,7 +303,7 @@ class ExactMetaGradient:
         """
         state = self.read_state()
         for batch in batches:
-            state, _ = self.step(state, batch, phi)
+            state, _, _ = self.step(state, batch, phi)
         return _all_reduce([self.heldout_loss(state[0], heldout)])[0]
 
     # ---- the window -------------------------------------------------------
@@ -328,11 +333,14 @@ class ExactMetaGradient:
         phi = tf.identity(self.optimizer.phi.value)
         state = compiled["read"]()
         train_loss = 0.0
+        keep_grads = self._keeps_gradients()
         with self._state_store() as stored:
             for t in range(L):
                 if t % k == 0:
                     stored.put(t, state)
-                state, loss = compiled["forward"](state, batches[t], phi)
+                state, loss, grads = compiled["forward"](state, batches[t], phi)
+                if keep_grads:
+                    stored.put(f"g{t}", grads)
                 train_loss += loss
             heldout_loss, adjoints, max_adjoint = compiled["heldout"](state, heldout)
             # θ_L goes to the variables now (the sweep reads only stored
@@ -346,8 +354,9 @@ class ExactMetaGradient:
                 for t in range(start, end - 1):
                     segment.append(compiled["forward"](segment[-1], batches[t], phi)[0])
                 for t in range(end - 1, start - 1, -1):
+                    grads = stored.pop(f"g{t}") if keep_grads else None
                     adjoints, phi_step, norm = compiled["backward"](
-                        segment.pop(), batches[t], phi, adjoints
+                        segment.pop(), batches[t], phi, adjoints, grads
                     )
                     phi_bar += phi_step
                     max_adjoint = tf.maximum(max_adjoint, norm)
@@ -357,6 +366,12 @@ class ExactMetaGradient:
             "meta_gradient": phi_bar,
             "max_adjoint_norm": max_adjoint,
         }
+
+    def _keeps_gradients(self):
+        """Whether the forward pass keeps each step's gradient for the backward
+        sweep: with micro-batched HVPs and the states in files, reading g_t
+        back bit for bit replaces one forward and backward pass a step."""
+        return self.hvp_micro_batches > 1 and self.offload_dir is not None
 
     def _state_store(self):
         """Where the window keeps its stored states: memory, or files."""
@@ -384,8 +399,8 @@ class ExactMetaGradient:
             return tf.function(run, reduce_retracing=True)
 
         def forward(state, batch, phi):
-            state, loss = self.step(state, batch, phi)
-            return state, tf.cast(loss, loss_dtype)
+            state, loss, grads = self.step(state, batch, phi)
+            return state, tf.cast(loss, loss_dtype), grads
 
         def heldout(state, batches):
             """L_test(θ_L) and the adjoints at the window's end: (θ̄, 0, 0)."""
@@ -405,10 +420,10 @@ class ExactMetaGradient:
             )
             return tf.cast(loss, loss_dtype), adjoints, tf.linalg.global_norm(theta_bar)
 
-        def backward(state, batch, phi, adjoints):
+        def backward(state, batch, phi, adjoints, grads):
             theta_bar, m_bar, v_bar = adjoints
             theta_bar, m_bar, v_bar, phi_bar = self._backward_step(
-                state, batch, phi, theta_bar, m_bar, v_bar
+                state, batch, phi, theta_bar, m_bar, v_bar, grads
             )
             # Gradients are all-reduced before the update, so the adjoints and
             # φ̄ are the same on every replica (hence MEAN, not SUM).
@@ -416,7 +431,7 @@ class ExactMetaGradient:
 
         self._compiled = {
             "read": on_replicas(self.read_state),
-            "forward": on_replicas(forward, None, "SUM"),
+            "forward": on_replicas(forward, None, "SUM", None),
             "heldout": on_replicas(heldout, "SUM", None, "MEAN"),
             "backward": on_replicas(backward, None, "MEAN", "MEAN"),
             "write": on_replicas(
@@ -425,20 +440,27 @@ class ExactMetaGradient:
         }
         return self._compiled
 
-    def _backward_step(self, state, batch, phi, theta_bar, m_bar, v_bar):
+    def _backward_step(self, state, batch, phi, theta_bar, m_bar, v_bar, grads):
         # The moments and the recomputation cover the HVP too: with
         # recompute_layers the outer gradient runs the layers again.
         recompute = _no_recompute
         if self.recompute_layers:
             recompute = layer_recompute.recompute_layers
         with _second_order_moments(), recompute(self.model):
-            return self._backward_step_body(state, batch, phi, theta_bar, m_bar, v_bar)
+            return self._backward_step_body(
+                state, batch, phi, theta_bar, m_bar, v_bar, grads
+            )
 
-    def _backward_step_body(self, state, batch, phi, theta_bar, m_bar, v_bar):
+    def _backward_step_body(
+        self, state, batch, phi, theta_bar, m_bar, v_bar, grads=None
+    ):
+        """One step of the sweep; `grads`: the step's all-reduced gradient
+        if the forward pass kept it (micro-batched HVPs only)."""
         theta, m, v, seeds, iteration = state
         if self.hvp_micro_batches > 1:
-            _, grads_replica, _ = self.gradient(theta, seeds, batch)
-            grads = _all_reduce(grads_replica)
+            if grads is None:
+                _, grads_replica, _ = self.gradient(theta, seeds, batch)
+                grads = _all_reduce(grads_replica)
             direct, m_bar, v_bar, grads_bar, phi_bar = self.update_vjp(
                 theta, m, v, grads, phi, iteration, (theta_bar, m_bar, v_bar)
             )

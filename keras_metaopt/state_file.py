@@ -80,7 +80,7 @@ class StateFile:
         return tf.nest.pack_sequence_as(structure, leaves)
 
     def keys(self):
-        return sorted(self._layouts)
+        return sorted(self._layouts, key=str)
 
     def close(self):
         self._layouts.clear()

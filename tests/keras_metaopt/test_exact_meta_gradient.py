@@ -350,6 +350,30 @@ def test_states_kept_in_files_change_nothing_and_leave_no_file(tmp_path, written
             np.testing.assert_array_equal(a, b)
 
 
+def test_micro_batched_hvps_read_the_kept_gradients_back_bit_for_bit(tmp_path, written):
+    # With the states in files the forward pass keeps each g_t too, and the
+    # backward sweep reads it instead of recomputing it: the same results.
+    steps = 3
+    train, heldout = _data(2 * steps, seed=4)
+    results = []
+    for offload in (None, tmp_path):
+        model, optimizer, _ = _setup(steps)
+        step = MetaStep(
+            model, optimizer, steps, offload_dir=offload, hvp_micro_batches=2
+        )
+        train_it, heldout_it = _iterators(train, heldout * 2)
+        grads = [step(train_it, heldout_it)["meta_gradient"].numpy() for _ in range(2)]
+        results.append((grads, [v.numpy() for v in model.weights]))
+    assert [key for key, _ in written] == [0, "g0", 1, "g1", 2, "g2"] * 2
+    assert written[-1][1] == ["0.bin", "1.bin", "2.bin", "g0.bin", "g1.bin", "g2.bin"]
+    assert list(tmp_path.iterdir()) == []
+    (grads, weights), (file_grads, file_weights) = results
+    for a, b in zip(file_grads, grads, strict=True):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(file_weights, weights, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_states_kept_in_files_under_a_mirrored_strategy(mirrored, tmp_path, written):
     steps = 3
     train = tf.data.Dataset.from_tensor_slices(stack(random_batches(steps, 8, seed=1)))
