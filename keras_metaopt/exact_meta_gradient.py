@@ -53,7 +53,7 @@ import tensorflow as tf
 
 from keras_metaopt import layer_recompute, rate_param
 from keras_metaopt.functional_adam import adam_slots, adam_step, adam_step_vjp
-from keras_metaopt.micro_batch import micro_batches, sliced_dropout
+from keras_metaopt.micro_batch import micro_batch, sliced_dropout
 from keras_metaopt.state_file import StateFile
 
 
@@ -355,7 +355,7 @@ class ExactMetaGradient:
                     segment.append(compiled["forward"](segment[-1], batches[t], phi)[0])
                 for t in range(end - 1, start - 1, -1):
                     grads = stored.pop(f"g{t}") if keep_grads else None
-                    adjoints, phi_step, norm = compiled["backward"](
+                    adjoints, phi_step, norm = self._backward(
                         segment.pop(), batches[t], phi, adjoints, grads
                     )
                     phi_bar += phi_step
@@ -366,6 +366,20 @@ class ExactMetaGradient:
             "meta_gradient": phi_bar,
             "max_adjoint_norm": max_adjoint,
         }
+
+    def _backward(self, state, batch, phi, adjoints, grads):
+        """One step of the sweep: (adjoints before it, φ̄ of it, ‖θ̄‖)."""
+        compiled = self._compiled_steps()
+        if self.hvp_micro_batches == 1:
+            return compiled["backward"](state, batch, phi, adjoints)
+        (theta_bar, m_bar, v_bar), grads_bar, phi_bar = compiled["update_adjoints"](
+            state, batch, phi, adjoints, grads
+        )
+        for index in range(self.hvp_micro_batches):
+            theta_bar, norm = compiled["add_hvp"](
+                state, batch, grads_bar, tf.constant(index), theta_bar
+            )
+        return (theta_bar, m_bar, v_bar), phi_bar, norm
 
     def _keeps_gradients(self):
         """Whether the forward pass keeps each step's gradient for the backward
@@ -420,10 +434,10 @@ class ExactMetaGradient:
             )
             return tf.cast(loss, loss_dtype), adjoints, tf.linalg.global_norm(theta_bar)
 
-        def backward(state, batch, phi, adjoints, grads):
+        def backward(state, batch, phi, adjoints):
             theta_bar, m_bar, v_bar = adjoints
             theta_bar, m_bar, v_bar, phi_bar = self._backward_step(
-                state, batch, phi, theta_bar, m_bar, v_bar, grads
+                state, batch, phi, theta_bar, m_bar, v_bar
             )
             # Gradients are all-reduced before the update, so the adjoints and
             # φ̄ are the same on every replica (hence MEAN, not SUM).
@@ -438,35 +452,28 @@ class ExactMetaGradient:
                 lambda state, steps: self.write_state(*state[:4], steps)
             ),
         }
+        if self.hvp_micro_batches > 1:
+            # The update's VJP, then one call per micro-batch: one graph
+            # whatever their number, the micro-batches run in turn.
+            self._compiled |= {
+                "update_adjoints": on_replicas(
+                    self._update_adjoints, None, None, "MEAN"
+                ),
+                "add_hvp": on_replicas(self._add_micro_batch_hvp, None, "MEAN"),
+            }
         return self._compiled
 
-    def _backward_step(self, state, batch, phi, theta_bar, m_bar, v_bar, grads):
+    def _backward_step(self, state, batch, phi, theta_bar, m_bar, v_bar):
         # The moments and the recomputation cover the HVP too: with
         # recompute_layers the outer gradient runs the layers again.
         recompute = _no_recompute
         if self.recompute_layers:
             recompute = layer_recompute.recompute_layers
         with _second_order_moments(), recompute(self.model):
-            return self._backward_step_body(
-                state, batch, phi, theta_bar, m_bar, v_bar, grads
-            )
+            return self._backward_step_body(state, batch, phi, theta_bar, m_bar, v_bar)
 
-    def _backward_step_body(
-        self, state, batch, phi, theta_bar, m_bar, v_bar, grads=None
-    ):
-        """One step of the sweep; `grads`: the step's all-reduced gradient
-        if the forward pass kept it (micro-batched HVPs only)."""
+    def _backward_step_body(self, state, batch, phi, theta_bar, m_bar, v_bar):
         theta, m, v, seeds, iteration = state
-        if self.hvp_micro_batches > 1:
-            if grads is None:
-                _, grads_replica, _ = self.gradient(theta, seeds, batch)
-                grads = _all_reduce(grads_replica)
-            direct, m_bar, v_bar, grads_bar, phi_bar = self.update_vjp(
-                theta, m, v, grads, phi, iteration, (theta_bar, m_bar, v_bar)
-            )
-            hvp = _all_reduce(self._micro_batched_hvp(theta, seeds, batch, grads_bar))
-            theta_bar = [a + b for a, b in zip(direct, hvp)]
-            return theta_bar, m_bar, v_bar, phi_bar
         with tf.GradientTape() as outer:
             outer.watch(theta)
             _, grads_replica, _ = self.gradient(theta, seeds, batch)
@@ -485,14 +492,28 @@ class ExactMetaGradient:
         theta_bar = [a + b for a, b in zip(direct, hvp)]
         return theta_bar, m_bar, v_bar, phi_bar
 
-    def _micro_batched_hvp(self, theta, seeds, batch, grads_bar):
-        """This replica's H ḡ as the sum of its micro-batches' products.
+    def _update_adjoints(self, state, batch, phi, adjoints, grads):
+        """The micro-batched step's first part: the update's VJP, with the
+        step's all-reduced gradient `grads` (computed here if None, on the
+        whole batch, without an outer tape). Returns the adjoints without
+        the HVP term, ḡ and φ̄."""
+        theta, m, v, seeds, iteration = state
+        if grads is None:
+            _, grads, _ = self.gradient(theta, seeds, batch)
+            grads = _all_reduce(grads)
+        direct, m_bar, v_bar, grads_bar, phi_bar = self.update_vjp(
+            theta, m, v, grads, phi, iteration, adjoints
+        )
+        return (direct, m_bar, v_bar), grads_bar, phi_bar
 
-        Each micro-batch's loss is the mean over its own examples, so its
-        product is weighted by its share of the batch's rows. The micro-batches
-        run one after the other (control dependencies), and only once ḡ is
-        known, so that the graph holds one micro-batch's tapes at a time.
+    def _add_micro_batch_hvp(self, state, batch, grads_bar, index, theta_bar):
+        """θ̄ + the HVP term of micro-batch `index` (of `hvp_micro_batches`).
+
+        The micro-batch's loss is the mean over its own rows, so its product
+        is weighted by its share of the batch's rows; its dropout masks are
+        its rows of the full batch's (`sliced_dropout`).
         """
+        theta, _, _, seeds, _ = state
         rows = tf.shape(tf.nest.flatten(batch)[0])[0]
         tf.debugging.assert_greater_equal(
             rows,
@@ -500,21 +521,25 @@ class ExactMetaGradient:
             message=f"hvp_micro_batches = {self.hvp_micro_batches} is more than "
             "the rows of this replica's batch",
         )
-        total = [tf.zeros_like(t) for t in theta]
-        for offset, size, part in micro_batches(batch, self.hvp_micro_batches):
-            with tf.control_dependencies(list(grads_bar) + total):
-                with sliced_dropout(rows, offset):
-                    with tf.GradientTape() as outer:
-                        outer.watch(theta)
-                        _, grads, _ = self.gradient(theta, seeds, part)
-                    hvp = outer.gradient(
-                        grads,
-                        theta,
-                        output_gradients=grads_bar,
-                        unconnected_gradients=tf.UnconnectedGradients.ZERO,
-                    )
-            total = [s + tf.cast(size / rows, h.dtype) * h for s, h in zip(total, hvp)]
-        return total
+        offset, size, part = micro_batch(batch, index, self.hvp_micro_batches)
+        recompute = _no_recompute
+        if self.recompute_layers:
+            recompute = layer_recompute.recompute_layers
+        with _second_order_moments(), recompute(self.model):
+            with sliced_dropout(rows, offset):
+                with tf.GradientTape() as outer:
+                    outer.watch(theta)
+                    _, grads, _ = self.gradient(theta, seeds, part)
+                hvp = outer.gradient(
+                    grads,
+                    theta,
+                    output_gradients=grads_bar,
+                    unconnected_gradients=tf.UnconnectedGradients.ZERO,
+                )
+        share = tf.cast(size, tf.float64) / tf.cast(rows, tf.float64)
+        hvp = _all_reduce([tf.cast(share, h.dtype) * h for h in hvp])
+        theta_bar = [a + b for a, b in zip(theta_bar, hvp)]
+        return theta_bar, tf.linalg.global_norm(theta_bar)
 
     def _call(self, theta, seeds, features, training):
         values = [

@@ -20,21 +20,18 @@ import contextlib
 import tensorflow as tf
 from keras.src.backend.tensorflow import random as keras_tf_random
 
-__all__ = ["micro_batches", "sliced_dropout"]
+__all__ = ["micro_batch", "sliced_dropout"]
 
 
-def micro_batches(batch, count):
-    """`count` consecutive slices of `batch` (a nest of batch-first tensors):
-    [(offset, rows of the slice, the slice)], rows as near equal as possible.
-    Offsets and sizes are tensors (the batch size may be unknown when traced).
+def micro_batch(batch, index, count):
+    """Micro-batch `index` of `count` consecutive slices of `batch` (a nest of
+    batch-first tensors), as near equal in rows as possible: (its offset, its
+    rows, the slice). `index` may be a tensor, so one traced graph serves
+    every micro-batch.
     """
-    first = tf.nest.flatten(batch)[0]
-    rows = tf.shape(first)[0]
-    bounds = [(j * rows) // count for j in range(count + 1)]
-    return [
-        (lo, hi - lo, tf.nest.map_structure(lambda x, lo=lo, hi=hi: x[lo:hi], batch))
-        for lo, hi in zip(bounds[:-1], bounds[1:])
-    ]
+    rows = tf.shape(tf.nest.flatten(batch)[0])[0]
+    lo, hi = (index * rows) // count, ((index + 1) * rows) // count
+    return lo, hi - lo, tf.nest.map_structure(lambda x: x[lo:hi], batch)
 
 
 @contextlib.contextmanager
