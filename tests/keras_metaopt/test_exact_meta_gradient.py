@@ -520,6 +520,26 @@ def test_exact_window_steps_trace_once_across_windows():
         for name, fn in step._window._compiled.items()
     }
     assert counts == {"read": 1, "forward": 1, "heldout": 1, "backward": 1, "write": 1}
+    # Micro-batched: the update's VJP, then one call per micro-batch, the
+    # micro-batch's index a tensor: one trace for all of them.
+    model, optimizer, _ = _setup(steps)
+    step = MetaStep(model, optimizer, steps, hvp_micro_batches=3)
+    train_it, heldout_it = _iterators(train, heldout * 3)
+    for _ in range(2):
+        step(train_it, heldout_it)
+    counts = {
+        name: fn.experimental_get_tracing_count()
+        for name, fn in step._window._compiled.items()
+    }
+    assert counts == {
+        "read": 1,
+        "forward": 1,
+        "heldout": 1,
+        "backward": 0,
+        "write": 1,
+        "update_adjoints": 1,
+        "add_hvp": 1,
+    }
 
 
 def test_layer_recomputation_changes_the_meta_gradient_only_by_round_off():
