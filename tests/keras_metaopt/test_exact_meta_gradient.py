@@ -505,33 +505,30 @@ def test_bad_use_of_the_exact_mode_fails_at_construction():
         MetaStep(model, MetaOptimizer(), 15, offload_dir="states")
 
 
+def _tracing_counts(windows, **options):
+    """{compiled step: its traces} after `windows` windows of 4 steps."""
+    steps = 4
+    model, optimizer, _ = _setup(steps)
+    step = MetaStep(model, optimizer, steps, **options)
+    train, heldout = _data(windows * steps)
+    train_it, heldout_it = _iterators(train, heldout * windows)
+    for _ in range(windows):
+        step(train_it, heldout_it)
+    return {
+        name: fn.experimental_get_tracing_count()
+        for name, fn in step._window._compiled.items()
+    }
+
+
 def test_exact_window_steps_trace_once_across_windows():
     # The window is a Python loop over compiled steps: each must be traced
     # once, not per step or per window (a retrace costs more than the step).
-    steps = 4
-    model, optimizer, _ = _setup(steps)
-    step = MetaStep(model, optimizer, steps, state_every=2)
-    train, heldout = _data(3 * steps)
-    train_it, heldout_it = _iterators(train, heldout * 3)
-    for _ in range(3):
-        step(train_it, heldout_it)
-    counts = {
-        name: fn.experimental_get_tracing_count()
-        for name, fn in step._window._compiled.items()
-    }
-    assert counts == {"read": 1, "forward": 1, "heldout": 1, "backward": 1, "write": 1}
+    assert _tracing_counts(3, state_every=2) == dict.fromkeys(
+        ("read", "forward", "heldout", "backward", "write"), 1
+    )
     # Micro-batched: the update's VJP, then one call per micro-batch, the
     # micro-batch's index a tensor: one trace for all of them.
-    model, optimizer, _ = _setup(steps)
-    step = MetaStep(model, optimizer, steps, hvp_micro_batches=3)
-    train_it, heldout_it = _iterators(train, heldout * 3)
-    for _ in range(2):
-        step(train_it, heldout_it)
-    counts = {
-        name: fn.experimental_get_tracing_count()
-        for name, fn in step._window._compiled.items()
-    }
-    assert counts == {
+    assert _tracing_counts(2, hvp_micro_batches=3) == {
         "read": 1,
         "forward": 1,
         "heldout": 1,
