@@ -466,13 +466,19 @@ class ExactMetaGradient:
             }
         return self._compiled
 
-    def _backward_step(self, state, batch, phi, theta_bar, m_bar, v_bar):
-        # The moments and the recomputation cover the HVP too: with
-        # recompute_layers the outer gradient runs the layers again.
+    @contextlib.contextmanager
+    def _second_order(self):
+        """Where an HVP is built: LayerNorm moments with exact second
+        derivatives and, with recompute_layers, the layers recomputed (the
+        outer gradient runs them again, so it must be inside too)."""
         recompute = _no_recompute
         if self.recompute_layers:
             recompute = layer_recompute.recompute_layers
         with _second_order_moments(), recompute(self.model):
+            yield
+
+    def _backward_step(self, state, batch, phi, theta_bar, m_bar, v_bar):
+        with self._second_order():
             return self._backward_step_body(state, batch, phi, theta_bar, m_bar, v_bar)
 
     def _backward_step_body(self, state, batch, phi, theta_bar, m_bar, v_bar):
@@ -525,10 +531,7 @@ class ExactMetaGradient:
             "the rows of this replica's batch",
         )
         offset, size, part = micro_batch(batch, index, self.hvp_micro_batches)
-        recompute = _no_recompute
-        if self.recompute_layers:
-            recompute = layer_recompute.recompute_layers
-        with _second_order_moments(), recompute(self.model):
+        with self._second_order():
             with sliced_dropout(rows, offset):
                 with tf.GradientTape() as outer:
                     outer.watch(theta)

@@ -42,8 +42,9 @@ class MetaStep:
             states instead of ⌈L/k⌉ + k, the same values bit for bit).
         hvp_micro_batches: Exact meta-gradient only: compute each
             Hessian-vector product over this many micro-batches, one after
-            the other (less memory, one more forward and backward pass a step,
-            the same meta-gradient to round-off; `ExactMetaGradient`).
+            the other (less memory; without `offload_dir` one more forward
+            and backward pass a step; the same meta-gradient to round-off;
+            `ExactMetaGradient`).
 
     Example (runs as written, on the tiny test classifier):
 

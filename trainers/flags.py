@@ -255,9 +255,9 @@ def add_meta_flags(parser):
         type=int,
         default=1,
         help="exact: compute each Hessian-vector product over this many "
-        "micro-batches of a batch, one after the other (less memory, one more "
-        "forward and backward pass a step; the same meta-gradient to "
-        "round-off, the same training steps bit for bit).",
+        "micro-batches of a batch, one after the other (less memory; without "
+        "--offload-states one more forward and backward pass a step; the same "
+        "meta-gradient to round-off, the same training steps bit for bit).",
     )
     g.add_argument(
         "--meta-clipnorm",

@@ -164,7 +164,7 @@ def check_ranges(parser, args):
             f"--hvp-micro-batches {micro}: only with --meta-gradient exact (it "
             "splits the exact meta-gradient's Hessian-vector products)"
         )
-    elif micro > 1 and micro > args.batch_size >= 1:
+    elif micro > args.batch_size >= 1:
         problems.append(
             f"--hvp-micro-batches {micro}: must be <= --batch-size "
             f"({args.batch_size}), the rows it splits"
