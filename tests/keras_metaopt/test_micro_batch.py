@@ -4,8 +4,9 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from tensorflow.python.ops import gen_stateless_random_ops_v2
 
-from keras_metaopt.micro_batch import micro_batch, sliced_dropout
+from keras_metaopt.micro_batch import _skip, micro_batch, sliced_dropout, uniform_rows
 
 
 def _dropped(layer, state, x):
@@ -60,3 +61,33 @@ def test_a_rate_of_zero_keeps_everything_and_the_patch_is_undone():
         assert keras_tf_random.dropout is not original
         np.testing.assert_array_equal(layer(x, training=True), x)
     assert keras_tf_random.dropout is original
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32", "float64"])
+def test_uniform_rows_draws_only_the_rows_bit_for_bit(dtype):
+    # Rows of 3 x 7 = 21 values: most micro-batches start inside a block of
+    # the generator (4 values a block, 2 for float64).
+    seed = tf.constant([17, -3], tf.int32)
+    full = tf.random.stateless_uniform([10, 3, 7], seed=seed, dtype=dtype).numpy()
+    draw = tf.function(uniform_rows)  # offsets as tensors, as in the HVP's graph
+    for offset, count in [(0, 10), (0, 1), (1, 2), (3, 4), (5, 5), (9, 1)]:
+        rows = draw([10, 3, 7], seed, dtype, tf.constant(offset), tf.constant(count))
+        assert rows.shape == (count, 3, 7)
+        assert rows.numpy().tobytes() == full[offset : offset + count].tobytes()
+
+
+def test_the_counter_carries_into_its_high_word():
+    # Philox's counter is 128 bits, two uint64 words, low first; a skip that
+    # wraps the low word carries into the high one, as the generator's own
+    # increments do. 4 float32 values a block: skipping 3 blocks starts at 12.
+    key = tf.constant([987654321], tf.uint64)
+    counter = tf.constant([2**64 - 2, 5], tf.uint64)
+    full = gen_stateless_random_ops_v2.stateless_random_uniform_v2(
+        [40], key=key, counter=counter, dtype=tf.float32, alg=3
+    )
+    skipped = _skip(counter, 3)
+    assert skipped.numpy().tolist() == [1, 6]
+    tail = gen_stateless_random_ops_v2.stateless_random_uniform_v2(
+        [28], key=key, counter=skipped, dtype=tf.float32, alg=3
+    )
+    np.testing.assert_array_equal(tail.numpy(), full.numpy()[12:])
