@@ -8,17 +8,25 @@ so that memory holds only the k states of the segment being swept: k = 1
 (nothing recomputed) then holds the fewest. The file system's page cache may
 keep the bytes, but they are not the process's memory.
 
+The file I/O runs on a thread of its own, beside the compute: `put` returns
+once the values are handed to it (the write runs while the next step
+computes), and `prefetch(key)` reads a state ahead of its `pop` (the backward
+sweep reads step t − 1's state while step t's products compute), at the cost
+of that one state in memory.
+
 Example:
     >>> import tempfile
     >>> import tensorflow as tf
     >>> from keras_metaopt.state_file import StateFile
     >>> files = StateFile(tempfile.mkdtemp())
     >>> files.put(3, ([tf.ones([2, 2])], tf.constant(7, tf.int64)))
+    >>> files.prefetch(3)  # optional: read it while something else computes
     >>> theta, step = files.pop(3)
     >>> theta[0].numpy().tolist(), int(step), files.keys()
     ([[1.0, 1.0], [1.0, 1.0]], 7, [])
 """
 
+import concurrent.futures
 import os
 import pathlib
 import shutil
@@ -33,10 +41,13 @@ class StateFile:
 
     `put(key, state)` writes the state and keeps only its layout in memory;
     `pop(key)` reads it back (the same dtypes, shapes, devices and bytes) and
-    deletes the file. Values distributed over replicas (`tf.distribute`) are written
-    replica by replica and come back distributed the same way. The files live
-    in a directory of their own, made under `directory` and removed by
-    `close()` (also on exit from a `with` block).
+    deletes the file; `prefetch(key)` starts that read ahead. Writes and
+    reads run in order on one background thread; `wait()` returns once the
+    writes handed to it are on disk, and an I/O error surfaces at the next
+    `put`, `pop` or `wait`. Values distributed over replicas (`tf.distribute`)
+    are written replica by replica and come back distributed the same way.
+    The files live in a directory of their own, made under `directory` and
+    removed by `close()` (also on exit from a `with` block).
     """
 
     def __init__(self, directory, strategy=None):
@@ -45,45 +56,62 @@ class StateFile:
         self.path = pathlib.Path(tempfile.mkdtemp(prefix="states-", dir=parent))
         self.strategy = strategy or tf.distribute.get_strategy()
         self._layouts = {}  # key: (structure, [(distributed, [(dtype, shape, device)])])
+        self._io = concurrent.futures.ThreadPoolExecutor(1, "state-file")
+        self._write = None  # the write in flight
+        self._reads = {}  # key: the read of a prefetched state
 
     def put(self, key, state):
         if key in self._layouts:
             raise KeyError(f"state {key!r} is stored already")
+        self.wait()  # at most one write in flight: memory holds one more state
         leaves = tf.nest.flatten(state)
-        layout = []
-        with open(self._file(key), "wb") as f:
-            for leaf in leaves:
-                parts = []
-                for value in self._local(leaf):
-                    array = np.asarray(value.numpy(), order="C")
-                    array.tofile(f)
-                    parts.append((array.dtype, array.shape, value.device))
-                layout.append(
-                    (isinstance(leaf, tf.distribute.DistributedValues), parts)
-                )
+        arrays, layout = [], []
+        for leaf in leaves:
+            parts = []
+            for value in self._local(leaf):
+                array = np.asarray(value.numpy(), order="C")
+                arrays.append(array)
+                parts.append((array.dtype, array.shape, value.device))
+            layout.append((isinstance(leaf, tf.distribute.DistributedValues), parts))
         structure = tf.nest.map_structure(lambda _: None, state)
         self._layouts[key] = (structure, layout)
+        self._write = self._io.submit(_write, self._file(key), arrays)
+
+    def prefetch(self, key):
+        """Starts reading state `key` back, for a later `pop(key)`."""
+        if key not in self._layouts:
+            raise KeyError(key)
+        if key not in self._reads:
+            _, layout = self._layouts[key]
+            self._reads[key] = self._io.submit(_read, self._file(key), layout)
 
     def pop(self, key):
+        if key not in self._layouts:
+            raise KeyError(key)
+        self.prefetch(key)
+        self.wait()  # a failed write raises here, not as a short read
+        values = iter(self._reads.pop(key).result())
         structure, layout = self._layouts.pop(key)
-        path = self._file(key)
         leaves = []
-        with open(path, "rb") as f:
-            for distributed, parts in layout:
-                values = []
-                for dtype, shape, device in parts:
-                    array = np.fromfile(f, dtype, int(np.prod(shape)))
-                    with tf.device(device):  # where it was
-                        values.append(tf.identity(array.reshape(shape)))
-                leaves.append(self._distributed(values) if distributed else values[0])
-        os.remove(path)
+        for distributed, parts in layout:
+            local = [next(values) for _ in parts]
+            leaves.append(self._distributed(local) if distributed else local[0])
         return tf.nest.pack_sequence_as(structure, leaves)
+
+    def wait(self):
+        """Returns once every state handed to `put` is written."""
+        if self._write is not None:
+            write, self._write = self._write, None
+            write.result()
 
     def keys(self):
         return sorted(self._layouts, key=str)
 
     def close(self):
+        self._io.shutdown(wait=True, cancel_futures=True)
         self._layouts.clear()
+        self._reads.clear()
+        self._write = None
         shutil.rmtree(self.path, ignore_errors=True)
 
     def __enter__(self):
@@ -104,3 +132,22 @@ class StateFile:
         return self.strategy.experimental_distribute_values_from_function(
             lambda context: values[context.replica_id_in_sync_group]
         )
+
+
+def _write(path, arrays):
+    with open(path, "wb") as f:
+        for array in arrays:
+            array.tofile(f)
+
+
+def _read(path, layout):
+    """The tensors of a state's file, each on its device; deletes the file."""
+    values = []
+    with open(path, "rb") as f:
+        for _, parts in layout:
+            for dtype, shape, device in parts:
+                array = np.fromfile(f, dtype, int(np.prod(shape)))
+                with tf.device(device):  # where it was
+                    values.append(tf.identity(array.reshape(shape)))
+    os.remove(path)
+    return values

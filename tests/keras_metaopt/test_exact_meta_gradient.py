@@ -323,6 +323,7 @@ def written(monkeypatch):
     class Recording(exact_meta_gradient.StateFile):
         def put(self, key, state):
             super().put(key, state)
+            self.wait()  # the write runs on the file's thread
             puts.append((key, sorted(p.name for p in self.path.iterdir())))
 
     monkeypatch.setattr(exact_meta_gradient, "StateFile", Recording)

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from keras_metaopt import state_file
 from keras_metaopt.state_file import StateFile
 
 
@@ -31,11 +32,13 @@ def test_a_state_comes_back_bit_for_bit_and_its_file_goes(tmp_path):
         files.put(0, _state(0))
         files.put(4, _state(1))
         assert files.keys() == [0, 4]
+        files.wait()  # the writes run on the file's own thread
         assert sorted(p.name for p in files.path.iterdir()) == ["0.bin", "4.bin"]
         # Only the layout stays in memory: the file holds every byte.
         assert (files.path / "0.bin").stat().st_size == sum(
             x.numpy().nbytes for x in tf.nest.flatten(_state(0))
         )
+        files.prefetch(4)  # read ahead; pop then takes what it read
         back = files.pop(4)
         assert isinstance(back, tuple) and [len(x) for x in back[:4]] == [2, 2, 2, 2]
         _same(back, _state(1))
@@ -52,6 +55,8 @@ def test_misuse_fails_with_the_key(tmp_path):
         files.put(2, _state())
     with pytest.raises(KeyError, match="3"):
         files.pop(3)
+    with pytest.raises(KeyError, match="3"):
+        files.prefetch(3)
     files.close()
     assert list(tmp_path.iterdir()) == []
 
@@ -79,3 +84,20 @@ def test_values_distributed_over_replicas_come_back_on_their_replicas(
             assert x.numpy().tobytes() == y.numpy().tobytes()
     first = mirrored.experimental_local_results(back[0][0])
     assert [float(x[0, 0]) for x in first] == [0.5, 1.5]
+
+
+def test_a_failed_write_surfaces_at_the_next_call(tmp_path, monkeypatch):
+    def full_disk(path, arrays):
+        raise OSError(28, "No space left on device")
+
+    with StateFile(tmp_path) as files:
+        monkeypatch.setattr(state_file, "_write", full_disk)
+        files.put(0, _state())  # returns: the write runs on the file's thread
+        with pytest.raises(OSError, match="No space left"):
+            files.pop(0)
+        files.put(1, _state())
+        with pytest.raises(OSError, match="No space left"):
+            files.put(2, _state())
+        files.put(3, _state())
+        with pytest.raises(OSError, match="No space left"):
+            files.wait()
