@@ -16,6 +16,7 @@ Usage:
     python -m benchmarks.bench_meta_step --meta-gradient exact --offload-states /tmp/states
     python -m benchmarks.bench_meta_step --meta-gradient exact --hvp-micro-batches 4
     python -m benchmarks.bench_meta_step --meta-gradient exact --num-layers 2 --seq 64
+    python -m benchmarks.bench_meta_step --meta-gradient exact --tiny --breakdown
 """
 
 import argparse
@@ -76,6 +77,7 @@ def _worker(args):
     data = tf.data.Dataset.from_tensor_slices((features, labels))
     data = data.batch(args.batch, drop_remainder=True).cache().repeat()
     L = args.meta_interval
+    breakdown = None
 
     if args.worker == "plain":
         optimizer = keras.optimizers.Adam(2e-5)
@@ -116,6 +118,7 @@ def _worker(args):
         )
         train_it, heldout_it = iter(data), iter(data)
         step(train_it, heldout_it)["heldout_loss"].numpy()  # trace + warm up
+        breakdown = _time_the_parts(step) if exact and args.breakdown else None
         start = time.perf_counter()
         for _ in range(args.meta_steps):
             result = step(train_it, heldout_it)
@@ -129,9 +132,37 @@ def _worker(args):
                 "seconds_per_step": elapsed,
                 "peak_rss_mb": peak_mb,
                 "trainable_params": trainable,
+                "breakdown": breakdown,
             }
         )
     )
+
+
+def _time_the_parts(step):
+    """{part: [seconds, calls]} of the exact windows run from now on: each
+    compiled single step of the window (`ExactMetaGradient._compiled_steps`)
+    and the state files' put/pop (which wait for I/O the file thread has not
+    done yet). Compiled calls return when done (eager execution is synchronous)."""
+    from keras_metaopt.state_file import StateFile
+
+    parts = {}
+
+    def timed(name, fn):
+        def run(*args, **kwargs):
+            start = time.perf_counter()
+            out = fn(*args, **kwargs)
+            seconds, calls = parts.get(name, (0.0, 0))
+            parts[name] = [seconds + time.perf_counter() - start, calls + 1]
+            return out
+
+        return run
+
+    compiled = step._window._compiled_steps()
+    for name in list(compiled):
+        compiled[name] = timed(name, compiled[name])
+    for name in ("put", "pop"):
+        setattr(StateFile, name, timed(f"file {name}", getattr(StateFile, name)))
+    return parts
 
 
 def main(argv=None):
@@ -187,6 +218,12 @@ def main(argv=None):
         default=1,
         help="exact: each Hessian-vector product over this many micro-batches "
         "(keras_metaopt.micro_batch).",
+    )
+    parser.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="exact: also print where the window's time goes (each compiled "
+        "step of the window, the state files' put/pop).",
     )
     parser.add_argument(
         "--worker", choices=["plain", "meta", "exact"], help=argparse.SUPPRESS
@@ -255,6 +292,14 @@ def main(argv=None):
             f"exact peak RSS / plain fine-tuning "
             f"{exact['peak_rss_mb'] / plain['peak_rss_mb']:.3f} (target <= 1.6)"
         )
+        if exact["breakdown"]:
+            windows = args.meta_steps
+            print(f"exact window's parts (s per window, mean of {windows}):")
+            for name, (seconds, calls) in exact["breakdown"].items():
+                print(
+                    f"  {name:26}{seconds / windows:>10.3f}"
+                    f"   ({calls // windows} calls, {seconds / calls:.3f} s each)"
+                )
 
 
 if __name__ == "__main__":
