@@ -345,10 +345,6 @@ class ExactMetaGradient:
                 if keep_grads:
                     stored.put(f"g{t}", grads)
                 train_loss += loss
-            # Files: the sweep's first reads start while the held-out step computes.
-            stored.prefetch((L - 1) // k * k)
-            if keep_grads:
-                stored.prefetch(f"g{L - 1}")
             heldout_loss, adjoints, max_adjoint = compiled["heldout"](state, heldout)
             # θ_L goes to the variables now (the sweep reads only stored
             # states), so the window's end state is not held through the sweep.
@@ -362,12 +358,6 @@ class ExactMetaGradient:
                     segment.append(compiled["forward"](segment[-1], batches[t], phi)[0])
                 for t in range(end - 1, start - 1, -1):
                     grads = stored.pop(f"g{t}") if keep_grads else None
-                    # Files: read what the next backward step needs while
-                    # this one computes.
-                    if keep_grads and t > 0:
-                        stored.prefetch(f"g{t - 1}")
-                    if t == start and start > 0:
-                        stored.prefetch(start - k)
                     adjoints, phi_step, norm = self._backward(
                         segment.pop(), batches[t], phi, adjoints, grads
                     )
@@ -576,9 +566,6 @@ class _StatesInMemory(dict):
 
     def put(self, key, state):
         self[key] = state
-
-    def prefetch(self, key):
-        pass
 
     def __enter__(self):
         return self

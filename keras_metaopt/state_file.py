@@ -8,11 +8,12 @@ so that memory holds only the k states of the segment being swept: k = 1
 (nothing recomputed) then holds the fewest. The file system's page cache may
 keep the bytes, but they are not the process's memory.
 
-The file I/O runs on a thread of its own, beside the compute: `put` returns
-once the values are handed to it (the write runs while the next step
-computes), and `prefetch(key)` reads a state ahead of its `pop` (the backward
-sweep reads step t − 1's state while step t's products compute), at the cost
-of that one state in memory.
+Writes run on a thread of their own: `put` returns once the values are
+handed over, and the write runs while the next inner step computes (which
+holds that state as its input anyway, so no memory is added). Reads are not
+run ahead: on 2 cores reading step t − 1's state during step t's products
+saved 1.6 % of an exact window's time and held one more state (+0.14× plain
+fine-tuning's peak memory; BENCHMARKS.md, "Exact meta-gradient").
 
 Example:
     >>> import tempfile
@@ -20,7 +21,6 @@ Example:
     >>> from keras_metaopt.state_file import StateFile
     >>> files = StateFile(tempfile.mkdtemp())
     >>> files.put(3, ([tf.ones([2, 2])], tf.constant(7, tf.int64)))
-    >>> files.prefetch(3)  # optional: read it while something else computes
     >>> theta, step = files.pop(3)
     >>> theta[0].numpy().tolist(), int(step), files.keys()
     ([[1.0, 1.0], [1.0, 1.0]], 7, [])
@@ -41,10 +41,9 @@ class StateFile:
 
     `put(key, state)` writes the state and keeps only its layout in memory;
     `pop(key)` reads it back (the same dtypes, shapes, devices and bytes) and
-    deletes the file; `prefetch(key)` starts that read ahead. Writes and
-    reads run in order on one background thread; `wait()` returns once the
-    writes handed to it are on disk, and an I/O error surfaces at the next
-    `put`, `pop` or `wait`. Values distributed over replicas (`tf.distribute`)
+    deletes the file. Writes run on a background thread, one at a time;
+    `wait()` returns once the writes handed to it are on disk, and a failed
+    write raises at the next `put`, `pop` or `wait`. Values distributed over replicas (`tf.distribute`)
     are written replica by replica and come back distributed the same way.
     The files live in a directory of their own, made under `directory` and
     removed by `close()` (also on exit from a `with` block).
@@ -58,7 +57,6 @@ class StateFile:
         self._layouts = {}  # key: (structure, [(distributed, [(dtype, shape, device)])])
         self._io = concurrent.futures.ThreadPoolExecutor(1, "state-file")
         self._write = None  # the write in flight
-        self._reads = {}  # key: the read of a prefetched state
 
     def put(self, key, state):
         if key in self._layouts:
@@ -77,21 +75,12 @@ class StateFile:
         self._layouts[key] = (structure, layout)
         self._write = self._io.submit(_write, self._file(key), arrays)
 
-    def prefetch(self, key):
-        """Starts reading state `key` back, for a later `pop(key)`."""
-        if key not in self._layouts:
-            raise KeyError(key)
-        if key not in self._reads:
-            _, layout = self._layouts[key]
-            self._reads[key] = self._io.submit(_read, self._file(key), layout)
-
     def pop(self, key):
         if key not in self._layouts:
             raise KeyError(key)
-        self.prefetch(key)
-        self.wait()  # a failed write raises here, not as a short read
-        values = iter(self._reads.pop(key).result())
+        self.wait()  # its bytes are on disk (and a failed write raises here)
         structure, layout = self._layouts.pop(key)
+        values = iter(_read(self._file(key), layout))
         leaves = []
         for distributed, parts in layout:
             local = [next(values) for _ in parts]
@@ -110,7 +99,6 @@ class StateFile:
     def close(self):
         self._io.shutdown(wait=True, cancel_futures=True)
         self._layouts.clear()
-        self._reads.clear()
         self._write = None
         shutil.rmtree(self.path, ignore_errors=True)
 
