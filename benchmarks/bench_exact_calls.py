@@ -15,6 +15,7 @@ import os
 import threading
 import time
 
+from benchmarks.encoder_shapes import frozen_embedding_classifier
 from keras_metaopt import cli
 
 
@@ -44,7 +45,6 @@ def main(argv=None):
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import keras
-    import keras_hub
     import numpy as np
     import tensorflow as tf
 
@@ -60,7 +60,7 @@ def main(argv=None):
     threading.Thread(target=sample, daemon=True).start()
 
     keras.utils.set_random_seed(0)
-    backbone = keras_hub.models.BertBackbone(
+    model = frozen_embedding_classifier(
         vocabulary_size=args.vocab,
         num_layers=args.layers,
         num_heads=max(1, args.hidden // 32),
@@ -68,12 +68,6 @@ def main(argv=None):
         intermediate_dim=4 * args.hidden,
         max_sequence_length=max(128, args.seq),
     )
-    model = keras_hub.models.BertTextClassifier(
-        backbone, num_classes=3, preprocessor=None, activation=None
-    )
-    for layer in backbone.layers:
-        if "embedding" in layer.name:
-            layer.trainable = False
     rng = np.random.default_rng(0)
     n = 4 * args.batch
     features = {

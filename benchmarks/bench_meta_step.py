@@ -27,7 +27,7 @@ import subprocess
 import sys
 import time
 
-from benchmarks.encoder_shapes import E5_SMALL
+from benchmarks.encoder_shapes import E5_SMALL, frozen_embedding_classifier
 from keras_metaopt import cli
 
 SHAPES = {
@@ -46,7 +46,6 @@ SHAPES = {
 def _worker(args):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import keras
-    import keras_hub
     import numpy as np
     import tensorflow as tf
 
@@ -56,13 +55,7 @@ def _worker(args):
     shape = dict(SHAPES["tiny" if args.tiny else "e5-small"])
     if args.num_layers:
         shape["num_layers"] = args.num_layers
-    backbone = keras_hub.models.BertBackbone(**shape)
-    model = keras_hub.models.BertTextClassifier(
-        backbone, num_classes=3, preprocessor=None, activation=None
-    )
-    for layer in backbone.layers:  # the paper freezes the embeddings
-        if "embedding" in layer.name:
-            layer.trainable = False
+    model = frozen_embedding_classifier(**shape)
 
     rng = np.random.default_rng(0)
     n = 4

@@ -20,11 +20,10 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
-import keras_hub  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from benchmarks.encoder_shapes import E5_SMALL  # noqa: E402
+from benchmarks.encoder_shapes import E5_SMALL, frozen_embedding_classifier  # noqa: E402
 from keras_metaopt import MetaOptimizer, MetaStep  # noqa: E402
 
 LAYERS = int(sys.argv[1]) if len(sys.argv) > 1 else 12
@@ -34,14 +33,7 @@ DROPOUT = float(sys.argv[2]) if len(sys.argv) > 2 else 0.1
 def build():
     keras.utils.set_random_seed(0)
     shape = dict(E5_SMALL, num_layers=LAYERS, dropout=DROPOUT)
-    backbone = keras_hub.models.BertBackbone(**shape)
-    model = keras_hub.models.BertTextClassifier(
-        backbone, num_classes=3, preprocessor=None, activation=None
-    )
-    for layer in backbone.layers:
-        if "embedding" in layer.name:
-            layer.trainable = False
-    return model
+    return frozen_embedding_classifier(**shape)
 
 
 model = build()

@@ -18,11 +18,10 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras
-import keras_hub
 import numpy as np
 import tensorflow as tf
 
-from benchmarks.encoder_shapes import E5_SMALL
+from benchmarks.encoder_shapes import E5_SMALL, frozen_embedding_classifier
 from keras_metaopt import MetaOptimizer, MetaStep, state_file
 from keras_metaopt import exact_meta_gradient as emg
 
@@ -48,13 +47,7 @@ L = int(sys.argv[2]) if len(sys.argv) > 2 else 15
 layers = int(sys.argv[3]) if len(sys.argv) > 3 else 12
 keras.utils.set_random_seed(0)
 shape = dict(E5_SMALL, num_layers=layers)
-backbone = keras_hub.models.BertBackbone(**shape)
-model = keras_hub.models.BertTextClassifier(
-    backbone, num_classes=3, preprocessor=None, activation=None
-)
-for layer in backbone.layers:
-    if "embedding" in layer.name:
-        layer.trainable = False
+model = frozen_embedding_classifier(**shape)
 rng = np.random.default_rng(0)
 n = 4
 B = 32
