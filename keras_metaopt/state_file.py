@@ -43,10 +43,11 @@ class StateFile:
     `pop(key)` reads it back (the same dtypes, shapes, devices and bytes) and
     deletes the file. Writes run on a background thread, one at a time;
     `wait()` returns once the writes handed to it are on disk, and a failed
-    write raises at the next `put`, `pop` or `wait`. Values distributed over replicas (`tf.distribute`)
-    are written replica by replica and come back distributed the same way.
-    The files live in a directory of their own, made under `directory` and
-    removed by `close()` (also on exit from a `with` block).
+    write raises at the next `put`, `pop` or `wait`. Values distributed over
+    replicas (`tf.distribute`) are written replica by replica and come back
+    distributed the same way. The files live in a directory of their own,
+    made under `directory` and removed by `close()` (also on exit from a
+    `with` block).
     """
 
     def __init__(self, directory, strategy=None):
@@ -61,7 +62,7 @@ class StateFile:
     def put(self, key, state):
         if key in self._layouts:
             raise KeyError(f"state {key!r} is stored already")
-        self.wait()  # at most one write in flight: memory holds one more state
+        self.wait()  # one write in flight at most, so one state held for it
         leaves = tf.nest.flatten(state)
         arrays, layout = [], []
         for leaf in leaves:
