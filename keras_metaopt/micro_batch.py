@@ -38,7 +38,7 @@ _PER_BLOCK = {
     tf.float32: 4,
     tf.float64: 2,
 }
-_AUTO_SELECT = 3  # tf.random.Algorithm.AUTO_SELECT: Philox on CPU and GPU
+_AUTO_SELECT = tf.random.Algorithm.AUTO_SELECT.value  # Philox on CPU and GPU
 
 
 def micro_batch(batch, index, count):

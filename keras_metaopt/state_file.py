@@ -10,7 +10,8 @@ keep the bytes, but they are not the process's memory.
 
 Writes run on a thread of their own: `put` returns once the values are
 handed over, and the write runs while the next inner step computes (which
-holds that state as its input anyway, so no memory is added). Reads are not
+holds that state as its input anyway; the thread's own share of the time
+and memory was not measured apart from the read-ahead's). Reads are not
 run ahead: on 2 cores reading step t − 1's state during step t's products
 saved 1.6 % of an exact window's time and held one more state (+0.14× plain
 fine-tuning's peak memory; BENCHMARKS.md, "Exact meta-gradient").
