@@ -120,6 +120,16 @@ METHODS = {  # row name: (trainer, its flags, seeds)
         {"--meta-init": "pretrained", "--learning-rate": "3e-5", **LONG_META},
         3,
     ),
+    # Is it the learning of φ (issue 24)? Stage 3 with the same seed's initial
+    # rates λ(φ0), fixed: the same φ0 and the same stage 3 as meta-paper-100
+    # (-lr3e-05) of that seed, without meta-training (`--rounds 0`). The
+    # learned rates stay close to φ0 (start-end correlation 0.93 on seed 2).
+    "meta-paper-0": ("meta", {"--meta-init": "pretrained", "--rounds": 0}, 3),
+    "meta-paper-0-lr3e-05": (
+        "meta",
+        {"--meta-init": "pretrained", "--learning-rate": "3e-5", "--rounds": 0},
+        3,
+    ),
     # λ = exp(φ) from φ = 0 (plain fine-tuning), the exact meta-gradient.
     "meta-exp-exact-100": (
         "meta",

@@ -176,7 +176,11 @@ def add_meta_flags(parser):
     """`trainers.meta`'s flags: Algorithm 1's N, L, φ and the ablations."""
     g = parser.add_argument_group("meta-training (Algorithm 1)")
     g.add_argument(
-        "--rounds", type=int, default=10, help="N: rounds, each with a fresh learner."
+        "--rounds",
+        type=int,
+        default=10,
+        help="N: rounds, each with a fresh learner. 0: no meta-training, stage 3 "
+        "with the initial rates λ(φ0) (the ablation of learning φ).",
     )
     g.add_argument(
         "--meta-interval", type=int, default=15, help="L: inner steps per φ update."

@@ -12,7 +12,9 @@
 Ablations: `--rates shared` (one rate for all layers), `--meta joint` (φ from
 the training loss, no held-out language); `--meta-init english` starts each
 round from the English model instead of the pretrained encoder with a fresh
-head (the paper's). A killed run resumes where it stopped.
+head (the paper's); `--rounds 0` learns nothing and runs stage 3 with the
+initial rates λ(φ0), the same φ0 as a run of the same seed that learns φ. A
+killed run resumes where it stopped.
 """
 
 import sys
@@ -46,6 +48,8 @@ def method_name(args):
         name += f"-{args.rates_param}"
     if args.meta_gradient == "exact":
         name += "-exact"
+    if args.rounds == 0:
+        name += "-rounds-0"
     return name + learning_rate_suffix(args)
 
 

@@ -55,7 +55,9 @@ def meta_train(run, classifier, sources):
     """
     args = run.args
     theta_en = [v.numpy() for v in classifier.weights]
-    if args.meta_init == "pretrained":
+    if args.rounds == 0:  # no round: nothing to start from
+        theta_init = None
+    elif args.meta_init == "pretrained":
         theta_init = pretrained_weights(args.preset, classifier)
     else:
         theta_init = theta_en
@@ -204,7 +206,10 @@ def train(args, method, plan=None):
     rates_path = run.dir / RATES_JSON
     if not rates_path.is_file():
         sources = {"en": run.pairs(args.en_split, "en"), **run.aux_pairs()}
-        logger.info("stage 2: meta-training φ on %s", ",".join(sources))
+        if args.rounds:
+            logger.info("stage 2: meta-training φ on %s", ",".join(sources))
+        else:
+            logger.info("stage 2: --rounds 0, no meta-training: the rates λ(φ0)")
         meta_train(run, classifier, sources).save_rates(rates_path)
     rates = MetaOptimizer.load_rates(rates_path)
     logger.info("learned rates: %s", {g: round(r, 3) for g, r in rates.items()})

@@ -67,7 +67,7 @@ RANGES = {
     "cpu_replicas": (lambda x: x >= 1, ">= 1"),
     "seed": (lambda x: 0 <= x < 2**32, "in [0, 2^32)"),
     "sequence_length": (lambda x: x >= 3, ">= 3"),
-    "rounds": (lambda x: x >= 1, ">= 1"),
+    "rounds": (lambda x: x >= 0, ">= 0"),
     "meta_interval": (lambda x: x >= 1, ">= 1"),
     "meta_updates_per_round": (lambda x: x >= 1, ">= 1"),
     "meta_lr": (lambda x: math.isfinite(x) and x > 0, "a number > 0"),

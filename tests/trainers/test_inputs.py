@@ -123,7 +123,7 @@ CORPUS = [
     (
         "meta",
         ["--rounds", "-1", "--meta-interval", "0"],
-        ["--rounds -1: must be >= 1", "--meta-interval 0: must be >= 1"],
+        ["--rounds -1: must be >= 0", "--meta-interval 0: must be >= 1"],
     ),
     ("meta", ["--seed", "-1"], ["--seed -1: must be in [0, 2^32)"]),
     (

@@ -173,6 +173,30 @@ def test_meta_end_to_end_writes_checkpoints_tensorboard_and_results(meta_run):
 
 
 @pytest.mark.slow
+def test_rounds_0_runs_stage_3_with_the_initial_rates_of_the_same_seed(
+    workspace, meta_run
+):
+    root, data_dir, preset = workspace
+    out = root / "meta-rounds-0"
+    flags = ("--init-from", str(meta_run[0]), "--rounds", "0")
+    result = meta.main(_common(data_dir, preset, out, *flags))
+    assert result["method"] == "meta-rounds-0"
+    assert not (out / "checkpoints" / "en").exists()  # stage 1 reused
+    assert tf.train.latest_checkpoint(str(out / "checkpoints" / "aux"))
+    stats = json.loads((out / "meta_stats.json").read_text())
+    learned = json.loads((meta_run[0] / "meta_stats.json").read_text())
+    assert stats["phi_updates"] == 0 and learned["phi_updates"] == 4
+    assert stats["phi_start"] == stats["phi_end"] == learned["phi_start"]
+    assert stats["displacement_max"] == 0.0
+    rates = json.loads((out / "rates.json").read_text())["rates"]
+    initial = {g: 1 / (1 + np.exp(-phi)) for g, phi in learned["phi_start"].items()}
+    assert rates == pytest.approx(initial, rel=1e-6)
+    assert rates != pytest.approx(
+        json.loads((meta_run[0] / "rates.json").read_text())["rates"], rel=1e-6
+    )
+
+
+@pytest.mark.slow
 def test_serving_reads_the_run_directory_the_trainer_wrote(meta_run):
     """One owner per file (keras_metaopt.formats): what trainers.meta writes is
     what serving's RunDir reads."""
