@@ -18,9 +18,10 @@ Example:
 
 import dataclasses
 import json
+import os
 
 from keras_metaopt import rate_param
-from keras_metaopt.formats import RATES_FORMAT, write_json
+from keras_metaopt.formats import RATES_FORMAT, RATES_JSON, write_json
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +45,11 @@ def write_rates(path, rates, mode, rates_param, phi=None):
     if phi is not None:
         payload["phi"] = phi
     write_json(path, payload, indent=2)
+
+
+def rates_path(path):
+    """`path`, or the rates file in it when `path` is a run directory."""
+    return os.path.join(path, RATES_JSON) if os.path.isdir(path) else path
 
 
 def read_rates(path):

@@ -1,15 +1,17 @@
 """Baselines: fine-tune on English, then on the auxiliary languages.
 
     python -m trainers.finetune --data-dir ../shared/data/xnli --output-dir runs/ft \\
-        --preset presets/multilingual_e5_small --aux el,ur [--freeze-bottom 3 | --layer-decay 0.9]
+        --preset presets/multilingual_e5_small --aux el,ur [--freeze-bottom 3 | --layer-decay 0.9 | --rates-from RUN]
 
 Stage 1 (English, plain Adam) is shared by all methods of a seed: pass
 `--init-from RUN` to reuse another run's. Stage 2 trains on the auxiliary
 languages with the baseline's optimizer: plain Adam; Adam with the embeddings
 and the bottom K layers frozen (Wu & Dredze, 2019); or layer-wise learning-rate
 decay (ELECTRA: layer i of n gets decay^(n + 1 - i), the head 1) — the
-`MetaOptimizer` in `fixed` mode with those rates. Then every language of
-`--eval-split` is evaluated. `--aux ''` evaluates the English model alone.
+`MetaOptimizer` in `fixed` mode with those rates; or the rates of a file
+(`--rates-from`, e.g. those `trainers.meta` learned: with its --seed and
+--learning-rate this is that run's stage 3 again, bit for bit). Then every
+language of `--eval-split` is evaluated. `--aux ''` evaluates the English model alone.
 """
 
 import sys
@@ -38,6 +40,8 @@ def method_name(args):
         name = f"freeze-bottom-{args.freeze_bottom}"
     elif args.layer_decay is not None:
         name = f"layer-decay-{args.layer_decay:g}"
+    elif args.rates_from is not None:
+        name = "fixed-rates"
     else:
         name = "finetune"
     return name + learning_rate_suffix(args)

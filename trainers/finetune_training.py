@@ -6,6 +6,7 @@ import keras
 
 from keras_metaopt import LayerGroups, MetaOptimizer
 from keras_metaopt.formats import MODEL_DIR, RATES_JSON, holds_classifier
+from keras_metaopt.rates_file import rates_path, read_rates
 from trainers.process import setup_process
 from trainers.run import Run, logger
 from trainers.stage_loop import train_stage
@@ -39,14 +40,21 @@ def train(args, method, plan=None):
         classifier = run.load_classifier(stage1, frozen=frozen, stage="aux")
         with run.strategy.scope():
             optimizer = keras.optimizers.Adam(args.learning_rate)
+            groups = LayerGroups(frozen=frozen)
+            fixed = None
             if args.layer_decay is not None:
-                groups = LayerGroups(frozen=frozen)
                 names, _, _ = groups.assign(classifier.trainable_variables)
+                fixed = layer_decay_rates(names, args.layer_decay), "sigmoid"
+            elif args.rates_from is not None:
+                rates = read_rates(rates_path(args.rates_from))
+                fixed = rates.rates, rates.rates_param
+            if fixed is not None:
                 optimizer = MetaOptimizer(
                     optimizer,
                     groups,
                     mode="fixed",
-                    initial_rates=layer_decay_rates(names, args.layer_decay),
+                    initial_rates=fixed[0],
+                    rates_param=fixed[1],
                 )
                 optimizer.build(classifier.trainable_variables)
                 optimizer.save_rates(run.dir / RATES_JSON)

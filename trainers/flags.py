@@ -287,6 +287,12 @@ def add_baseline_flags(parser):
         metavar="D",
         help="Layer-wise learning-rate decay in stage 2 (ELECTRA-style), e.g. 0.9.",
     )
+    g.add_argument(
+        "--rates-from",
+        metavar="RATES",
+        help="Fixed per-layer rates in stage 2 from a rates.json, or from the run "
+        "directory of a trainers.meta run: its stage 3 again, or its rates reused.",
+    )
     return parser
 
 

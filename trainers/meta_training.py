@@ -202,9 +202,9 @@ def train(args, method, plan=None):
     if holds_classifier(final):
         return run.evaluate(run.load_classifier(final))
 
-    classifier = run.load_classifier(stage1, stage="meta")
     rates_path = run.dir / RATES_JSON
     if not rates_path.is_file():
+        classifier = run.load_classifier(stage1, stage="meta")
         sources = {"en": run.pairs(args.en_split, "en"), **run.aux_pairs()}
         if args.rounds:
             logger.info("stage 2: meta-training φ on %s", ",".join(sources))
@@ -213,6 +213,13 @@ def train(args, method, plan=None):
         meta_train(run, classifier, sources).save_rates(rates_path)
     rates = MetaOptimizer.load_rates(rates_path)
     logger.info("learned rates: %s", {g: round(r, 3) for g, r in rates.items()})
+
+    # Stage 3 starts as trainers.finetune's auxiliary stage does: the English
+    # model, loaded with the seed of stage "aux". With the same --seed both
+    # draw the same batches and dropout masks (common random numbers), so a
+    # meta run and its baseline differ by the rates alone, and
+    # `trainers.finetune --rates-from` this run replays its stage 3 bit for bit.
+    classifier = run.load_classifier(stage1, stage="aux")
 
     with run.strategy.scope():
         optimizer = MetaOptimizer(

@@ -153,3 +153,45 @@ def check_model_facts(args, facts):
                         f"encoder has layers 0..{layers - 1})"
                     )
     return problems
+
+
+def check_rates_from(args, facts):
+    """`--rates-from`: a readable rates file (`keras_metaopt.rates_file`) whose
+    groups are the ones stage 2 trains: every group of the encoder (its
+    `num_layers`, when known) but the frozen ones."""
+    from keras_metaopt.rates_file import rates_path, read_rates
+
+    given = getattr(args, "rates_from", None)
+    if given is None:
+        return []
+    path = rates_path(given)
+    try:
+        rates = read_rates(path)
+    except FileNotFoundError:
+        return [
+            f"--rates-from {given}: no such file (a rates.json that trainers.meta "
+            "wrote, or its run directory)"
+        ]
+    except OSError as e:
+        return [f"--rates-from {given}: cannot read it ({e.strerror})"]
+    except ValueError as e:  # its message starts with the path
+        return [f"--rates-from {e}"]
+    layers = facts.get("num_layers")
+    if layers is None:
+        return []
+    frozen = {x for x in args.freeze.split(",") if x}
+    groups = ["embeddings", *(f"transformer_layer_{i}" for i in range(layers))]
+    trained = [g for g in [*groups, "head"] if g not in frozen]
+    missing = [g for g in trained if g not in rates.rates]
+    unknown = [g for g in rates.rates if g not in trained]
+    if not (missing or unknown):
+        return []
+    parts = []
+    if missing:
+        parts.append(f"no rate for {', '.join(missing)}")
+    if unknown:
+        parts.append(f"rates of groups this run does not train: {', '.join(unknown)}")
+    return [
+        f"--rates-from {path}: {'; '.join(parts)} (the encoder has {layers} "
+        f"layers; frozen: {', '.join(sorted(frozen)) or 'none'})"
+    ]

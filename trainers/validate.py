@@ -40,7 +40,7 @@ from trainers.output_checks import (
     option_name,
     run_directory,
 )
-from trainers.preset_checks import check_model_facts, check_preset
+from trainers.preset_checks import check_model_facts, check_preset, check_rates_from
 
 logger = logging.getLogger("keras_metaopt.trainers")
 
@@ -115,6 +115,7 @@ def check(parser, args, trainer):
         problems += [problem] if problem else []
         facts.update({k: v for k, v in found.items() if v is not None})
     problems += check_model_facts(args, facts)
+    problems += check_rates_from(args, facts)
     run_dir = run_directory(args)
     output_problems = check_output_dir(run_dir)
     problems += output_problems

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from benchmarks import xnli_proxy
+from keras_metaopt.rates_file import write_rates
 from serving.export import command as export_cli
 from tests.trainers.test_trainers import (
     META,
@@ -54,6 +55,19 @@ def space(tmp_path_factory):
     (root / "a-file").write_text("x", encoding="utf-8")
     shutil.copytree(preset, root / "no-task")  # an encoder, not a classifier
     (root / "no-task" / "task.json").unlink()
+    # Rates files: of a 3-layer encoder (the tiny one has 2), and one too high.
+    write_rates(
+        root / "rates-3-layers.json",
+        {f"transformer_layer_{i}": 0.5 for i in range(3)} | {"head": 0.5},
+        mode="layerwise",
+        rates_param="sigmoid",
+    )
+    write_rates(
+        root / "rates-too-high.json",
+        {"transformer_layer_0": 0.5, "transformer_layer_1": 1.5, "head": 0.5},
+        mode="layerwise",
+        rates_param="sigmoid",
+    )
     return root, data_dir, preset
 
 
@@ -260,6 +274,52 @@ CORPUS = [
     ("finetune", ["--layer-decay", "1.5"], ["--layer-decay 1.5: must be in (0, 1]"]),
     ("finetune", ["--aux-steps", "0"], ["--aux-steps 0: must be >= 1"]),
     ("finetune", ["--en-epochs", "-1"], ["--en-epochs -1.0: must be a number > 0"]),
+    (
+        "finetune",
+        ["--rates-from", "{root}/gone"],
+        ["--rates-from {root}/gone: no such file (a rates.json that trainers.meta"],
+    ),
+    (
+        "finetune",  # a directory without rates.json
+        ["--rates-from", "{root}/no-config"],
+        ["--rates-from {root}/no-config: no such file"],
+    ),
+    (
+        "finetune",
+        ["--rates-from", "{root}/a-file"],
+        ["--rates-from {root}/a-file: not a JSON rates file"],
+    ),
+    (
+        "finetune",
+        ["--rates-from", "{root}/rates-too-high.json"],
+        [
+            "--rates-from {root}/rates-too-high.json: rate of 'transformer_layer_1' "
+            "must be in [0, 1] (rates_param 'sigmoid'); got 1.5."
+        ],
+    ),
+    (
+        "finetune",
+        ["--rates-from", "{root}/rates-3-layers.json"],
+        [
+            "--rates-from {root}/rates-3-layers.json: rates of groups this run does "
+            "not train: transformer_layer_2 (the encoder has 2 layers; frozen: "
+            "embeddings)"
+        ],
+    ),
+    (
+        "finetune",
+        ["--rates-from", "{root}/rates-3-layers.json", "--freeze", ""],
+        [
+            "--rates-from {root}/rates-3-layers.json: no rate for embeddings; rates "
+            "of groups this run does not train: transformer_layer_2 (the encoder "
+            "has 2 layers; frozen: none)"
+        ],
+    ),
+    (
+        "finetune",
+        ["--rates-from", "{root}/rates-3-layers.json", "--layer-decay", "0.9"],
+        ["argument --layer-decay: not allowed with argument --rates-from"],
+    ),
 ]
 
 

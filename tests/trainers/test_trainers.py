@@ -196,6 +196,55 @@ def test_rounds_0_runs_stage_3_with_the_initial_rates_of_the_same_seed(
     )
 
 
+def _same_weights(run_a, run_b):
+    """The largest absolute difference between two runs' final weights."""
+    a, b = _weights(run_a / "model"), _weights(run_b / "model")
+    return max(float(np.abs(x - y).max()) for x, y in zip(a, b))
+
+
+@pytest.mark.slow
+def test_finetune_rates_from_a_meta_run_replays_its_stage_3_bit_for_bit(
+    workspace, meta_run
+):
+    root, data_dir, preset = workspace
+    out = root / "replay"
+    flags = ("--init-from", str(meta_run[0]), "--rates-from", str(meta_run[0]))
+    result = finetune.main(_common(data_dir, preset, out, *flags))
+    assert result["method"] == "fixed-rates"
+    replayed = json.loads((out / "results.json").read_text())
+    original = json.loads((meta_run[0] / "results.json").read_text())
+    assert replayed["correct"] == original["correct"]
+    assert _same_weights(out, meta_run[0]) == 0.0
+    assert json.loads((out / "rates.json").read_text())["rates"] == pytest.approx(
+        json.loads((meta_run[0] / "rates.json").read_text())["rates"], rel=1e-6
+    )
+
+
+@pytest.mark.slow
+def test_meta_stage_3_at_rate_1_is_plain_fine_tuning(workspace, meta_run):
+    """Common random numbers: with λ = exp(0) = 1 and no meta-training, the
+    meta trainer's stage 3 draws finetune's batches and dropout masks, so the
+    two end with the same weights (to the optimizers' round-off)."""
+    root, data_dir, preset = workspace
+    runs = {}
+    for name, trainer, extra in (
+        ("plain", finetune, ()),
+        (
+            "rate-1",
+            meta,
+            ("--rounds", "0", "--rates-param", "exp", "--initial-phi", "0"),
+        ),
+    ):
+        runs[name] = root / f"common-{name}"
+        flags = ("--init-from", str(meta_run[0]), *extra)
+        trainer.main(_common(data_dir, preset, runs[name], *flags))
+    rates = json.loads((runs["rate-1"] / "rates.json").read_text())["rates"]
+    assert set(rates.values()) == {1.0}
+    assert _same_weights(runs["plain"], runs["rate-1"]) < 1e-6
+    # The meta run itself (rates < 1) moved the weights elsewhere.
+    assert _same_weights(runs["plain"], meta_run[0]) > 1e-6
+
+
 @pytest.mark.slow
 def test_serving_reads_the_run_directory_the_trainer_wrote(meta_run):
     """One owner per file (keras_metaopt.formats): what trainers.meta writes is
