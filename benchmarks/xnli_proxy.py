@@ -14,6 +14,7 @@ and an interrupted run resumes from its checkpoints, so the benchmark can be
 continued across sessions. `--table` prints the Table-1-style summary.
 """
 
+import dataclasses
 import json
 import logging
 import pathlib
@@ -39,6 +40,18 @@ from keras_metaopt.formats import (
 
 # Every command is built from one dict of flags (flag: value; True for a
 # switch), so that no flag is given twice and none is overridden unseen.
+
+
+@dataclasses.dataclass(frozen=True)
+class RatesOf:
+    """A flag value: the rates that row `row` learned with the same seed (its
+    committed rates.json in --results-dir)."""
+
+    row: str
+
+    def path(self, results_dir, seed):
+        return pathlib.Path(results_dir) / f"{self.row}-seed{seed}" / RATES_JSON
+
 
 # Issue 11: a meta budget in which φ can move: 100 φ updates (the paper trains
 # φ over 10 epochs with L = 15, i.e. hundreds of updates) instead of 12, at
@@ -128,6 +141,21 @@ METHODS = {  # row name: (trainer, its flags, seeds)
     "meta-paper-0-lr3e-05": (
         "meta",
         {"--meta-init": "pretrained", "--learning-rate": "3e-5", "--rounds": 0},
+        3,
+    ),
+    # The learned rates again in plain fine-tuning (`trainers.finetune
+    # --rates-from`): the meta row's stage 3 with finetune's batches and
+    # dropout masks of the seed. Meta rows run before 798b5fd drew other masks
+    # in stage 3; this row and the finetune row at the same learning rate now
+    # differ by the rates alone, and this row and the meta row by the masks.
+    "replay-meta-paper-100": (
+        "finetune",
+        {"--rates-from": RatesOf("meta-paper-100")},
+        3,
+    ),
+    "replay-meta-paper-100-lr3e-05": (
+        "finetune",
+        {"--learning-rate": "3e-5", "--rates-from": RatesOf("meta-paper-100-lr3e-05")},
         3,
     ),
     # λ = exp(φ) from φ = 0 (plain fine-tuning), the exact meta-gradient.
@@ -226,8 +254,22 @@ def command(method, seed, args, budget):
         stage1 = pathlib.Path(args.work_dir) / f"{stage1_of(method)}-seed{seed}"
         flags |= {"--init-from": str(stage1), **budget["aux"]}
         flags |= {**(budget["meta"] if trainer == "meta" else {}), **extra}
+    for flag, value in flags.items():
+        if isinstance(value, RatesOf):
+            flags[flag] = value.path(args.results_dir, seed)
     flags["--method-name"] = method
     return [sys.executable, "-m", f"trainers.{trainer}", *argv_of(flags)], out
+
+
+def missing_rates(method, seed, results_dir):
+    """The row whose rates `method` reuses (`RatesOf`) when their file for
+    `seed` is not in `results_dir` yet; else None."""
+    if method in ENGLISH:
+        return None
+    for value in METHODS[method][1].values():
+        if isinstance(value, RatesOf) and not value.path(results_dir, seed).is_file():
+            return value.row
+    return None
 
 
 def argv_of(flags):
@@ -446,6 +488,16 @@ def main(argv=None):
             # and other runs of this seed start from it: train it again, and
             # check that it reproduces the committed results.
             done = pathlib.Path(args.work_dir) / "reproduced" / f"{method}-seed{seed}"
+        missing = missing_rates(method, seed, args.results_dir)
+        if missing:
+            logging.warning(
+                "%s seed %d: skipped, it needs %s seed %d first",
+                method,
+                seed,
+                missing,
+                seed,
+            )
+            continue
         cmd, out = command(method, seed, args, BUDGET)
         logging.info("%s seed %d: %s", method, seed, shlex.join(cmd))
         if args.dry_run:

@@ -12,7 +12,7 @@ from trainers.reporting import compare
 def test_plan_is_seed_major_with_the_english_model_first():
     runs = xnli_proxy.plan(3, 2, None)
     assert runs[0] == ("english-only", 0)
-    assert runs[3:24] == [
+    assert runs[3:28] == [
         (m, 0)
         for m in (
             "finetune",
@@ -31,6 +31,10 @@ def test_plan_is_seed_major_with_the_english_model_first():
             "meta-paper-100-joint",
             "meta-paper-100-scaled",
             "meta-paper-100-lr3e-05",
+            "meta-paper-0",
+            "meta-paper-0-lr3e-05",
+            "replay-meta-paper-100",
+            "replay-meta-paper-100-lr3e-05",
             "meta-exp-exact-100",
             "finetune-fast",
             "finetune-fast-en32",
@@ -39,7 +43,7 @@ def test_plan_is_seed_major_with_the_english_model_first():
         )
     ]
     assert runs[1:3] == [("english-only-fast", 0), ("english-only-fast-v2", 0)]
-    assert runs[48:] == [
+    assert runs[56:] == [
         ("english-only", 2),
         ("english-only-fast", 2),
         ("english-only-fast-v2", 2),
@@ -54,13 +58,17 @@ def test_plan_is_seed_major_with_the_english_model_first():
         ("meta-paper-100-joint", 2),
         ("meta-paper-100-scaled", 2),
         ("meta-paper-100-lr3e-05", 2),
+        ("meta-paper-0", 2),
+        ("meta-paper-0-lr3e-05", 2),
+        ("replay-meta-paper-100", 2),
+        ("replay-meta-paper-100-lr3e-05", 2),
         ("meta-exp-exact-100", 2),
         ("finetune-fast", 2),
         ("finetune-fast-en32", 2),
         ("finetune-fast-v2", 2),
         ("meta-paper-100-fast-v2", 2),
     ]
-    assert len(runs) == 3 * 3 + 16 * 3 + 5 * 2
+    assert len(runs) == 3 * 3 + 20 * 3 + 5 * 2
     # The English rows with one fast setting each start no row: only --only
     # runs them, after the float32 English model of their seed.
     assert xnli_proxy.plan(3, 2, {"english-only-bf16"}) == [
@@ -96,6 +104,51 @@ def _flags(cmd):
         flags[cmd[i]] = value
         i += 1 if value is True else 2
     return flags
+
+
+def _args(tmp_path):
+    return type(
+        "Args",
+        (),
+        {
+            "work_dir": str(tmp_path),
+            "results_dir": str(tmp_path / "results"),
+            "preset": "P",
+            "data_dir": "D",
+        },
+    )
+
+
+def test_a_replay_row_reuses_the_rates_its_meta_row_learned_with_its_seed(
+    tmp_path, caplog
+):
+    args = _args(tmp_path)
+    flags = _flags(
+        xnli_proxy.command("replay-meta-paper-100-lr3e-05", 2, args, xnli_proxy.BUDGET)[
+            0
+        ]
+    )
+    rates = tmp_path / "results" / "meta-paper-100-lr3e-05-seed2" / "rates.json"
+    assert flags["--rates-from"] == str(rates)
+    assert flags["--learning-rate"] == "3e-5"
+    assert flags["--init-from"] == str(tmp_path / "english-only-seed2")
+    # Without that file the driver skips the row and says what it waits for.
+    caplog.set_level("INFO")
+    argv = ["--results-dir", args.results_dir, "--work-dir", args.work_dir]
+    argv += ["--dry-run", "--only", "replay-meta-paper-100-lr3e-05", "--seeds", "2"]
+    argv += ["--seeds-main", "3"]
+    assert xnli_proxy.main(argv) == 0
+    said = [r.getMessage() for r in caplog.records]
+    assert said[-1] == (
+        "replay-meta-paper-100-lr3e-05 seed 2: skipped, it needs "
+        "meta-paper-100-lr3e-05 seed 2 first"
+    )
+    rates.parent.mkdir(parents=True)
+    rates.write_text("{}")
+    caplog.clear()
+    assert xnli_proxy.main(argv) == 0
+    said = [r.getMessage().split(": ")[0] for r in caplog.records]
+    assert said == ["english-only seed 2", "replay-meta-paper-100-lr3e-05 seed 2"]
 
 
 def test_commands_share_the_seed_english_model(tmp_path):
@@ -152,7 +205,7 @@ def test_commands_share_the_seed_english_model(tmp_path):
 
 
 def test_a_row_budget_replaces_the_common_one_and_no_flag_is_given_twice(tmp_path):
-    args = type("Args", (), {"work_dir": str(tmp_path), "preset": "P", "data_dir": "D"})
+    args = _args(tmp_path)
     for method in [*xnli_proxy.ENGLISH, *xnli_proxy.METHODS]:
         flags = _flags(xnli_proxy.command(method, 0, args, xnli_proxy.BUDGET)[0])
         assert flags["--method-name"] == method
@@ -185,7 +238,7 @@ def test_every_command_parses_and_names_its_row(tmp_path):
     """The trainers accept each command line, and name the run as the row."""
     from trainers import finetune, meta
 
-    args = type("Args", (), {"work_dir": str(tmp_path), "preset": "P", "data_dir": "D"})
+    args = _args(tmp_path)
     for method in [*xnli_proxy.ENGLISH, *xnli_proxy.METHODS]:
         cmd, _ = xnli_proxy.command(method, 0, args, xnli_proxy.BUDGET)
         trainer = {"trainers.meta": meta, "trainers.finetune": finetune}[cmd[2]]
