@@ -42,7 +42,7 @@ RESUME_SAFE = frozenset(
     }
 )
 # Path flags: equal when they are the same string or name the same place.
-PATH_FLAGS = frozenset({"data_dir", "preset", "init_from"})
+PATH_FLAGS = frozenset({"data_dir", "preset", "init_from", "rates_from"})
 
 # formats.RUN_FILES.
 RUN_ARTIFACTS = (STAGE1_DIR, MODEL_DIR, RATES_JSON, f"{CHECKPOINTS_DIR}/*/checkpoint")

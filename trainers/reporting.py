@@ -27,8 +27,9 @@ RESULT_KEYS = (
 
 
 # Flags that differ between the seeds of one method (each seed may start from
-# its own English model); with RESUME_SAFE, what pooling seeds may ignore.
-SEED_FLAGS = frozenset({"seed", "init_from"})
+# its own English model, and reuse the rates its seed's meta run learned); with
+# RESUME_SAFE, what pooling seeds may ignore.
+SEED_FLAGS = frozenset({"seed", "init_from", "rates_from"})
 
 
 def run_settings(args):

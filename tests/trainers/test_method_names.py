@@ -71,3 +71,28 @@ def test_a_flag_another_overrides_is_no_difference_for_resume_or_pooling():
     assert pooling_problems(runs, ["a", "b", "c"]) == [
         "the runs of m differ in --aux (el,ur in a, b; el in c)"
     ]
+
+
+def test_seeds_pool_with_their_own_rates_file_and_resume_reads_paths_as_paths(
+    tmp_path,
+):
+    """--rates-from is per seed (each seed replays its own meta run), like
+    --init-from; on resume the same file by another spelling is no change."""
+    from trainers import finetune
+    from trainers.output_checks import differing_flags
+    from trainers.reporting import pooling_problems
+
+    settings = {"preset": "p", "aux": "el,ur", "learning_rate": 3e-5}
+    runs = [
+        {"method": "r", "seed": s, "settings": {**settings, "rates_from": f"m-{s}"}}
+        for s in range(3)
+    ]
+    assert pooling_problems(runs, ["a", "b", "c"]) == []
+    parser = finetune.build_parser()
+    base = BASE + ["--rates-from"]
+    (tmp_path / "rates.json").write_text("{}")
+    stored = vars(parser.parse_args(base + [str(tmp_path / "rates.json")]))
+    again = vars(parser.parse_args(base + [f"{tmp_path}/./rates.json"]))
+    assert differing_flags(parser, stored, again) == []
+    other = vars(parser.parse_args(base + [str(tmp_path / "other.json")]))
+    assert [d for d, _, _ in differing_flags(parser, stored, other)] == ["rates_from"]
