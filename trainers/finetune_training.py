@@ -8,8 +8,8 @@ from keras_metaopt import LayerGroups, MetaOptimizer
 from keras_metaopt.formats import MODEL_DIR, RATES_JSON, holds_classifier
 from keras_metaopt.rates_file import rates_path, read_rates
 from trainers.process import setup_process
-from trainers.run import Run, logger
-from trainers.stage_loop import train_stage
+from trainers.run import Run
+from trainers.stage_loop import aux_stage
 
 
 def layer_decay_rates(group_names, decay):
@@ -37,30 +37,31 @@ def train(args, method, plan=None):
         frozen = run.frozen + tuple(
             f"transformer_layer_{i}" for i in range(args.freeze_bottom)
         )
-        classifier = run.load_classifier(stage1, frozen=frozen, stage="aux")
-        with run.strategy.scope():
+
+        def optimizer_of(classifier):
             optimizer = keras.optimizers.Adam(args.learning_rate)
             groups = LayerGroups(frozen=frozen)
-            fixed = None
             if args.layer_decay is not None:
                 names, _, _ = groups.assign(classifier.trainable_variables)
-                fixed = layer_decay_rates(names, args.layer_decay), "sigmoid"
+                rates = layer_decay_rates(names, args.layer_decay), "sigmoid"
             elif args.rates_from is not None:
-                rates = read_rates(rates_path(args.rates_from))
-                fixed = rates.rates, rates.rates_param
-            if fixed is not None:
-                optimizer = MetaOptimizer(
-                    optimizer,
-                    groups,
-                    mode="fixed",
-                    initial_rates=fixed[0],
-                    rates_param=fixed[1],
-                )
-                optimizer.build(classifier.trainable_variables)
-                optimizer.save_rates(run.dir / RATES_JSON)
-        pairs = run.aux_pairs()
-        steps = run.steps(pairs, args.aux_epochs, args.aux_steps)
-        logger.info("stage 2: %s on %s, %d steps", run.method, ",".join(pairs), steps)
-        train_stage(run, "aux", classifier, optimizer, pairs, steps)
+                read = read_rates(rates_path(args.rates_from))
+                rates = read.rates, read.rates_param
+            else:
+                return optimizer
+            optimizer = MetaOptimizer(
+                optimizer,
+                groups,
+                mode="fixed",
+                initial_rates=rates[0],
+                rates_param=rates[1],
+            )
+            optimizer.build(classifier.trainable_variables)
+            optimizer.save_rates(run.dir / RATES_JSON)
+            return optimizer
+
+        classifier = aux_stage(
+            run, stage1, optimizer_of, f"stage 2: {run.method}", frozen=frozen
+        )
         run.save_model(classifier, final)
     return run.evaluate(classifier)

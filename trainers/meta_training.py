@@ -43,7 +43,7 @@ from trainers.learner_init import fresh_head, pretrained_weights
 from trainers.process import setup_process
 from trainers.reporting import phi_statistics
 from trainers.run import Run, logger
-from trainers.stage_loop import Stage, train_stage
+from trainers.stage_loop import Stage, aux_stage
 
 
 def meta_train(run, classifier, sources):
@@ -214,25 +214,22 @@ def train(args, method, plan=None):
     rates = MetaOptimizer.load_rates(rates_path)
     logger.info("learned rates: %s", {g: round(r, 3) for g, r in rates.items()})
 
-    # Stage 3 starts as trainers.finetune's auxiliary stage does: the English
-    # model, loaded with the seed of stage "aux". With the same --seed both
-    # draw the same batches and dropout masks (common random numbers), so a
-    # meta run and its baseline differ by the rates alone, and
-    # `trainers.finetune --rates-from` this run replays its stage 3 bit for bit.
-    classifier = run.load_classifier(stage1, stage="aux")
-
-    with run.strategy.scope():
-        optimizer = MetaOptimizer(
+    # Stage 3: with the batches and dropout masks of trainers.finetune's
+    # auxiliary stage of the same --seed (`aux_stage`), so a meta run and its
+    # baseline differ by the rates alone, and `trainers.finetune --rates-from`
+    # this run replays its stage 3 bit for bit.
+    classifier = aux_stage(
+        run,
+        stage1,
+        lambda _: MetaOptimizer(
             keras.optimizers.Adam(args.learning_rate),
             LayerGroups(frozen=run.frozen),
             mode="fixed",
             initial_rates=rates,
             rates_param=args.rates_param,
-        )
-    pairs = run.aux_pairs()
-    steps = run.steps(pairs, args.aux_epochs, args.aux_steps)
-    logger.info("stage 3: auxiliary languages with the learned rates, %d steps", steps)
-    train_stage(run, "aux", classifier, optimizer, pairs, steps)
+        ),
+        "stage 3: the learned rates",
+    )
     run.save_model(classifier, final)
     return run.evaluate(classifier)
 

@@ -118,6 +118,24 @@ def train_stage(run, name, classifier, optimizer, pairs_by_lang, steps):
     return classifier
 
 
+def aux_stage(run, stage1, optimizer_of, what, frozen=None):
+    """The auxiliary stage of every trainer; returns the trained classifier.
+
+    The English model `stage1` is loaded with the seed of stage "aux" (and
+    `frozen` groups), so for one --seed every trainer's auxiliary stage draws
+    the same batches and dropout masks (common random numbers): two runs
+    differ by their optimizers alone, `optimizer_of(classifier)`'s, made in
+    the strategy's scope. `what` names the stage in the log.
+    """
+    classifier = run.load_classifier(stage1, frozen=frozen, stage="aux")
+    with run.strategy.scope():
+        optimizer = optimizer_of(classifier)
+    pairs = run.aux_pairs()
+    steps = run.steps(pairs, run.args.aux_epochs, run.args.aux_steps)
+    logger.info("%s on %s, %d steps", what, ",".join(pairs), steps)
+    return train_stage(run, "aux", classifier, optimizer, pairs, steps)
+
+
 def checkpoints(run, name, model, **objects):
     """A checkpoint of `model` and `objects` under `checkpoints/<name>`.
 
