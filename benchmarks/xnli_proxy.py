@@ -261,6 +261,13 @@ def command(method, seed, args, budget):
     return [sys.executable, "-m", f"trainers.{trainer}", *argv_of(flags)], out
 
 
+def has_meta_steps(run_dir):
+    """Whether the run learned its rates in meta steps (a heat map to draw):
+    not a baseline, nor `trainers.meta --rounds 0`."""
+    stats = pathlib.Path(run_dir) / META_STATS_JSON
+    return stats.is_file() and json.loads(stats.read_text())["phi_updates"] > 0
+
+
 def missing_rates(method, seed, results_dir):
     """The row whose rates `method` reuses (`RatesOf`) when their file for
     `seed` is not in `results_dir` yet; else None."""
@@ -513,7 +520,7 @@ def main(argv=None):
             )
             return code
         done.mkdir(parents=True, exist_ok=True)
-        if METHODS.get(method, ("",))[0] == "meta":
+        if has_meta_steps(out):
             from tools.plot_rates import plot_rates
 
             plot_rates(out)

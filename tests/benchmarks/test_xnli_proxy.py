@@ -417,3 +417,11 @@ def test_bad_seeds_are_one_line_errors(seeds, message, tmp_path, capsys):
     assert exit_.value.code == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "w").exists()
+
+
+def test_only_runs_with_meta_steps_get_a_heat_map(tmp_path):
+    assert not xnli_proxy.has_meta_steps(tmp_path)  # a baseline: no meta_stats.json
+    (tmp_path / "meta_stats.json").write_text('{"phi_updates": 0}')  # --rounds 0
+    assert not xnli_proxy.has_meta_steps(tmp_path)
+    (tmp_path / "meta_stats.json").write_text('{"phi_updates": 100}')
+    assert xnli_proxy.has_meta_steps(tmp_path)
