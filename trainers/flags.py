@@ -35,6 +35,14 @@ def add_common_flags(parser):
         help="Seed of weights init, shuffling, held-out picks.",
     )
     g.add_argument(
+        "--aux-seed",
+        type=int,
+        metavar="N",
+        help="Seed of the auxiliary stage's batches and dropout masks (default: "
+        "--seed): another N draws that stage anew with the same English model and "
+        "rates, to measure its noise.",
+    )
+    g.add_argument(
         "--method-name",
         metavar="NAME",
         help="The method's name in results.json and the tables (default: from "

@@ -27,9 +27,9 @@ RESULT_KEYS = (
 
 
 # Flags that differ between the seeds of one method (each seed may start from
-# its own English model, and reuse the rates its seed's meta run learned); with
-# RESUME_SAFE, what pooling seeds may ignore.
-SEED_FLAGS = frozenset({"seed", "init_from", "rates_from"})
+# its own English model, reuse the rates its seed's meta run learned, and draw
+# its own auxiliary stage); with RESUME_SAFE, what pooling seeds may ignore.
+SEED_FLAGS = frozenset({"seed", "init_from", "rates_from", "aux_seed"})
 
 
 def run_settings(args):

@@ -34,7 +34,7 @@ from keras_metaopt.run_record import make_run_record, write_run_record
 from trainers.evaluation import evaluate
 from trainers.output_checks import RUN_ARTIFACTS, run_directory
 from trainers.reporting import mean_accuracy, results_table, run_settings
-from trainers.stage_loop import stage_seed, train_stage
+from trainers.stage_loop import seed_of_stage, train_stage
 
 logger = logging.getLogger("keras_metaopt.trainers")
 
@@ -90,7 +90,7 @@ class Run:
         The seed is reset from (--seed, stage) first, so that a new head and
         the dropout streams do not depend on what ran before in the process.
         """
-        keras.utils.set_random_seed(stage_seed(self.args.seed, stage))
+        keras.utils.set_random_seed(seed_of_stage(self.args, stage))
         with self.strategy.scope():
             if holds_classifier(preset):
                 # A saved classifier: passing num_classes would make keras-hub

@@ -103,7 +103,7 @@ def train_stage(run, name, classifier, optimizer, pairs_by_lang, steps):
     )
     if stage.done == steps:
         return classifier
-    seed = stage_seed(args.seed, name)
+    seed = seed_of_stage(args, name)
     batches = iter(
         run.dataset(pairs_by_lang, classifier.preprocessor, seed, skip=stage.done)
     )
@@ -167,3 +167,13 @@ def stop_point(manager, number, where):
 def stage_seed(seed, name):
     """The seed of stage `name` of a run with `--seed seed`."""
     return int(np.random.SeedSequence([seed, *name.encode()]).generate_state(1)[0])
+
+
+def seed_of_stage(args, name):
+    """The seed of stage `name` of a run with flags `args`: from `--seed`, the
+    auxiliary stage's from `--aux-seed` when given (its batches and dropout
+    masks drawn anew, the English model and everything else kept)."""
+    aux_seed = getattr(args, "aux_seed", None)
+    return stage_seed(
+        aux_seed if name == "aux" and aux_seed is not None else args.seed, name
+    )

@@ -66,6 +66,7 @@ RANGES = {
     "log_every": (lambda x: x >= 1, ">= 1"),
     "cpu_replicas": (lambda x: x >= 1, ">= 1"),
     "seed": (lambda x: 0 <= x < 2**32, "in [0, 2^32)"),
+    "aux_seed": (lambda x: 0 <= x < 2**32, "in [0, 2^32)"),
     "sequence_length": (lambda x: x >= 3, ">= 3"),
     "rounds": (lambda x: x >= 0, ">= 0"),
     "meta_interval": (lambda x: x >= 1, ">= 1"),

@@ -140,6 +140,7 @@ CORPUS = [
         ["--rounds -1: must be >= 0", "--meta-interval 0: must be >= 1"],
     ),
     ("meta", ["--seed", "-1"], ["--seed -1: must be in [0, 2^32)"]),
+    ("finetune", ["--aux-seed", "-1"], ["--aux-seed -1: must be in [0, 2^32)"]),
     (
         "meta",
         ["--meta-gradient", "exact", "--state-every", "16"],

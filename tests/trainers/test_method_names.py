@@ -76,15 +76,20 @@ def test_a_flag_another_overrides_is_no_difference_for_resume_or_pooling():
 def test_seeds_pool_with_their_own_rates_file_and_resume_reads_paths_as_paths(
     tmp_path,
 ):
-    """--rates-from is per seed (each seed replays its own meta run), like
-    --init-from; on resume the same file by another spelling is no change."""
+    """--rates-from and --aux-seed are per seed (each seed replays its own meta
+    run, draws its own auxiliary stage), like --init-from; on resume the same
+    rates file by another spelling is no change."""
     from trainers import finetune
     from trainers.output_checks import differing_flags
     from trainers.reporting import pooling_problems
 
     settings = {"preset": "p", "aux": "el,ur", "learning_rate": 3e-5}
     runs = [
-        {"method": "r", "seed": s, "settings": {**settings, "rates_from": f"m-{s}"}}
+        {
+            "method": "r",
+            "seed": s,
+            "settings": {**settings, "rates_from": f"m-{s}", "aux_seed": 100 + s},
+        }
         for s in range(3)
     ]
     assert pooling_problems(runs, ["a", "b", "c"]) == []

@@ -248,6 +248,26 @@ def test_meta_stage_3_at_rate_1_is_plain_fine_tuning(workspace, meta_run):
 
 
 @pytest.mark.slow
+def test_aux_seed_draws_only_the_auxiliary_stage_anew(workspace, meta_run):
+    """From a given English model, --seed decides only the auxiliary stage's
+    batches and masks: --aux-seed 5 draws them as --seed 5 does, and the run
+    stays seed 0 (so it pairs with the other runs of seed 0)."""
+    root, data_dir, preset = workspace
+    runs = {}
+    for name, extra in (
+        ("finetune", ()),  # the baselines test's run
+        ("aux-seed-5", ("--aux-seed", "5")),
+        ("seed-5", ("--seed", "5")),
+    ):
+        runs[name] = root / name
+        flags = ("--init-from", str(meta_run[0]), *extra)
+        finetune.main(_common(data_dir, preset, runs[name], *flags))
+    assert json.loads((runs["aux-seed-5"] / "results.json").read_text())["seed"] == 0
+    assert _same_weights(runs["aux-seed-5"], runs["seed-5"]) == 0.0
+    assert _same_weights(runs["aux-seed-5"], runs["finetune"]) > 1e-6
+
+
+@pytest.mark.slow
 def test_serving_reads_the_run_directory_the_trainer_wrote(meta_run):
     """One owner per file (keras_metaopt.formats): what trainers.meta writes is
     what serving's RunDir reads."""
