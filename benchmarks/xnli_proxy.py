@@ -42,15 +42,35 @@ from keras_metaopt.formats import (
 # switch), so that no flag is given twice and none is overridden unseen.
 
 
+class PerSeed:
+    """A flag value that depends on the seed of the run (`command` asks it)."""
+
+    def value(self, args, seed):
+        raise NotImplementedError
+
+
 @dataclasses.dataclass(frozen=True)
-class RatesOf:
-    """A flag value: the rates that row `row` learned with the same seed (its
-    committed rates.json in --results-dir)."""
+class RatesOf(PerSeed):
+    """The rates that row `row` learned with the same seed (its committed
+    rates.json in --results-dir)."""
 
     row: str
 
     def path(self, results_dir, seed):
         return pathlib.Path(results_dir) / f"{self.row}-seed{seed}" / RATES_JSON
+
+    def value(self, args, seed):
+        return self.path(args.results_dir, seed)
+
+
+@dataclasses.dataclass(frozen=True)
+class SeedPlus(PerSeed):
+    """The run's seed plus `offset`."""
+
+    offset: int
+
+    def value(self, args, seed):
+        return seed + self.offset
 
 
 # Issue 11: a meta budget in which φ can move: 100 φ updates (the paper trains
@@ -158,6 +178,15 @@ METHODS = {  # row name: (trainer, its flags, seeds)
         {"--learning-rate": "3e-5", "--rates-from": RatesOf("meta-paper-100-lr3e-05")},
         3,
     ),
+    # The noise of the auxiliary stage alone: finetune-lr3e-05 again, its
+    # batches and dropout masks drawn from another seed (`--aux-seed`), the
+    # English model and the pairing seed kept. Two runs of one method differ
+    # by this much (issue 24: the masks alone moved one meta run 1.26 points).
+    "redraw-finetune-lr3e-05": (
+        "finetune",
+        {"--learning-rate": "3e-5", "--aux-seed": SeedPlus(1000)},
+        3,
+    ),
     # λ = exp(φ) from φ = 0 (plain fine-tuning), the exact meta-gradient.
     "meta-exp-exact-100": (
         "meta",
@@ -255,8 +284,8 @@ def command(method, seed, args, budget):
         flags |= {"--init-from": str(stage1), **budget["aux"]}
         flags |= {**(budget["meta"] if trainer == "meta" else {}), **extra}
     for flag, value in flags.items():
-        if isinstance(value, RatesOf):
-            flags[flag] = value.path(args.results_dir, seed)
+        if isinstance(value, PerSeed):
+            flags[flag] = value.value(args, seed)
     flags["--method-name"] = method
     return [sys.executable, "-m", f"trainers.{trainer}", *argv_of(flags)], out
 

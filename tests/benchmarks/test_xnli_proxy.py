@@ -12,7 +12,7 @@ from trainers.reporting import compare
 def test_plan_is_seed_major_with_the_english_model_first():
     runs = xnli_proxy.plan(3, 2, None)
     assert runs[0] == ("english-only", 0)
-    assert runs[3:28] == [
+    assert runs[3:29] == [
         (m, 0)
         for m in (
             "finetune",
@@ -35,6 +35,7 @@ def test_plan_is_seed_major_with_the_english_model_first():
             "meta-paper-0-lr3e-05",
             "replay-meta-paper-100",
             "replay-meta-paper-100-lr3e-05",
+            "redraw-finetune-lr3e-05",
             "meta-exp-exact-100",
             "finetune-fast",
             "finetune-fast-en32",
@@ -43,7 +44,7 @@ def test_plan_is_seed_major_with_the_english_model_first():
         )
     ]
     assert runs[1:3] == [("english-only-fast", 0), ("english-only-fast-v2", 0)]
-    assert runs[56:] == [
+    assert runs[58:] == [
         ("english-only", 2),
         ("english-only-fast", 2),
         ("english-only-fast-v2", 2),
@@ -62,13 +63,14 @@ def test_plan_is_seed_major_with_the_english_model_first():
         ("meta-paper-0-lr3e-05", 2),
         ("replay-meta-paper-100", 2),
         ("replay-meta-paper-100-lr3e-05", 2),
+        ("redraw-finetune-lr3e-05", 2),
         ("meta-exp-exact-100", 2),
         ("finetune-fast", 2),
         ("finetune-fast-en32", 2),
         ("finetune-fast-v2", 2),
         ("meta-paper-100-fast-v2", 2),
     ]
-    assert len(runs) == 3 * 3 + 20 * 3 + 5 * 2
+    assert len(runs) == 3 * 3 + 21 * 3 + 5 * 2
     # The English rows with one fast setting each start no row: only --only
     # runs them, after the float32 English model of their seed.
     assert xnli_proxy.plan(3, 2, {"english-only-bf16"}) == [
@@ -149,6 +151,18 @@ def test_a_replay_row_reuses_the_rates_its_meta_row_learned_with_its_seed(
     assert xnli_proxy.main(argv) == 0
     said = [r.getMessage().split(": ")[0] for r in caplog.records]
     assert said == ["english-only seed 2", "replay-meta-paper-100-lr3e-05 seed 2"]
+
+
+def test_a_redraw_row_keeps_the_english_model_and_seed_and_redraws_stage_2(tmp_path):
+    flags = _flags(
+        xnli_proxy.command(
+            "redraw-finetune-lr3e-05", 1, _args(tmp_path), xnli_proxy.BUDGET
+        )[0]
+    )
+    assert flags["--seed"] == "1" and flags["--aux-seed"] == "1001"
+    assert flags["--init-from"] == str(tmp_path / "english-only-seed1")
+    assert flags["--learning-rate"] == "3e-5"
+    assert not xnli_proxy.is_tuned_finetune("redraw-finetune-lr3e-05")
 
 
 def test_commands_share_the_seed_english_model(tmp_path):
