@@ -14,11 +14,10 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras
-import keras_hub
 import numpy as np
 import tensorflow as tf
 
-from benchmarks.encoder_shapes import E5_SMALL
+from benchmarks.encoder_shapes import E5_SMALL, frozen_embedding_classifier
 from keras_metaopt import MetaOptimizer, MetaStep
 from keras_metaopt import exact_meta_gradient as emg
 
@@ -28,13 +27,7 @@ spec.loader.exec_module(old_mb)
 layers = int(sys.argv[1])
 keras.utils.set_random_seed(0)
 shape = dict(E5_SMALL, num_layers=layers)
-backbone = keras_hub.models.BertBackbone(**shape)
-model = keras_hub.models.BertTextClassifier(
-    backbone, num_classes=3, preprocessor=None, activation=None
-)
-for layer in backbone.layers:
-    if "embedding" in layer.name:
-        layer.trainable = False
+model = frozen_embedding_classifier(**shape)
 rng = np.random.default_rng(0)
 B, S = 32, 64
 features = {
