@@ -15,7 +15,11 @@ import os
 import threading
 import time
 
-from benchmarks.encoder_shapes import frozen_embedding_classifier
+from benchmarks.encoder_shapes import (
+    frozen_embedding_classifier,
+    random_rows,
+    repeated_batches,
+)
 from keras_metaopt import cli
 
 
@@ -46,7 +50,6 @@ def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import keras
     import numpy as np
-    import tensorflow as tf
 
     from keras_metaopt import MetaOptimizer, MetaStep
 
@@ -68,16 +71,8 @@ def main(argv=None):
         intermediate_dim=4 * args.hidden,
         max_sequence_length=max(128, args.seq),
     )
-    rng = np.random.default_rng(0)
-    n = 4 * args.batch
-    features = {
-        "token_ids": rng.integers(5, args.vocab, (n, args.seq)).astype("int32"),
-        "segment_ids": np.zeros((n, args.seq), "int32"),
-        "padding_mask": np.ones((n, args.seq), "int32"),
-    }
-    labels = rng.integers(0, 3, n).astype("int32")
-    data = tf.data.Dataset.from_tensor_slices((features, labels))
-    data = data.batch(args.batch, drop_remainder=True).cache().repeat()
+    rows = random_rows(4 * args.batch, args.seq, args.vocab)
+    data = repeated_batches(*rows, args.batch)
     exact = args.mode == "exact"
     optimizer = MetaOptimizer(
         keras.optimizers.Adam(2e-5), meta_gradient="exact" if exact else "first_order"

@@ -27,7 +27,12 @@ import subprocess
 import sys
 import time
 
-from benchmarks.encoder_shapes import E5_SMALL, frozen_embedding_classifier
+from benchmarks.encoder_shapes import (
+    E5_SMALL,
+    frozen_embedding_classifier,
+    random_rows,
+    repeated_batches,
+)
 from keras_metaopt import cli
 
 SHAPES = {
@@ -57,18 +62,8 @@ def _worker(args):
         shape["num_layers"] = args.num_layers
     model = frozen_embedding_classifier(**shape)
 
-    rng = np.random.default_rng(0)
-    n = 4
-    features = {
-        "token_ids": rng.integers(
-            5, shape["vocabulary_size"], (n * args.batch, args.seq)
-        ).astype("int32"),
-        "segment_ids": np.zeros((n * args.batch, args.seq), "int32"),
-        "padding_mask": np.ones((n * args.batch, args.seq), "int32"),
-    }
-    labels = rng.integers(0, 3, n * args.batch).astype("int32")
-    data = tf.data.Dataset.from_tensor_slices((features, labels))
-    data = data.batch(args.batch, drop_remainder=True).cache().repeat()
+    rows = random_rows(4 * args.batch, args.seq, shape["vocabulary_size"])
+    data = repeated_batches(*rows, args.batch)
     L = args.meta_interval
     breakdown = None
 

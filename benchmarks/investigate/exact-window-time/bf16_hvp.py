@@ -20,10 +20,9 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from benchmarks.encoder_shapes import E5_SMALL, frozen_embedding_classifier  # noqa: E402
+from benchmarks.encoder_shapes import E5_SMALL, frozen_embedding_classifier, random_rows  # noqa: E402
 from keras_metaopt import MetaOptimizer, MetaStep  # noqa: E402
 
 LAYERS = int(sys.argv[1]) if len(sys.argv) > 1 else 12
@@ -40,14 +39,8 @@ model = build()
 keras.config.set_dtype_policy("mixed_bfloat16")
 model_bf16 = build()
 keras.config.set_dtype_policy("float32")
-rng = np.random.default_rng(0)
 B, S = 32, 64
-features = {
-    "token_ids": rng.integers(5, E5_SMALL["vocabulary_size"], (B, S)).astype("int32"),
-    "segment_ids": np.zeros((B, S), "int32"),
-    "padding_mask": np.ones((B, S), "int32"),
-}
-labels = rng.integers(0, 3, B).astype("int32")
+features, labels = random_rows(B, S, E5_SMALL["vocabulary_size"])
 batch = (tf.nest.map_structure(tf.constant, features), tf.constant(labels))
 optimizer = MetaOptimizer(keras.optimizers.Adam(2e-5), meta_gradient="exact")
 step = MetaStep(

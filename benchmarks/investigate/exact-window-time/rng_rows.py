@@ -17,7 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from benchmarks.encoder_shapes import E5_SMALL, frozen_embedding_classifier
+from benchmarks.encoder_shapes import E5_SMALL, frozen_embedding_classifier, random_rows
 from keras_metaopt import MetaOptimizer, MetaStep
 from keras_metaopt import exact_meta_gradient as emg
 
@@ -28,14 +28,8 @@ layers = int(sys.argv[1])
 keras.utils.set_random_seed(0)
 shape = dict(E5_SMALL, num_layers=layers)
 model = frozen_embedding_classifier(**shape)
-rng = np.random.default_rng(0)
 B, S = 32, 64
-features = {
-    "token_ids": rng.integers(5, shape["vocabulary_size"], (B, S)).astype("int32"),
-    "segment_ids": np.zeros((B, S), "int32"),
-    "padding_mask": np.ones((B, S), "int32"),
-}
-labels = rng.integers(0, 3, B).astype("int32")
+features, labels = random_rows(B, S, shape["vocabulary_size"])
 batch = (tf.nest.map_structure(tf.constant, features), tf.constant(labels))
 opt = MetaOptimizer(keras.optimizers.Adam(2e-5), meta_gradient="exact")
 step = MetaStep(

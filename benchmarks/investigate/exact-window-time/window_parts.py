@@ -18,10 +18,14 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras
-import numpy as np
 import tensorflow as tf
 
-from benchmarks.encoder_shapes import E5_SMALL, frozen_embedding_classifier
+from benchmarks.encoder_shapes import (
+    E5_SMALL,
+    frozen_embedding_classifier,
+    random_rows,
+    repeated_batches,
+)
 from keras_metaopt import MetaOptimizer, MetaStep, state_file
 from keras_metaopt import exact_meta_gradient as emg
 
@@ -48,22 +52,10 @@ layers = int(sys.argv[3]) if len(sys.argv) > 3 else 12
 keras.utils.set_random_seed(0)
 shape = dict(E5_SMALL, num_layers=layers)
 model = frozen_embedding_classifier(**shape)
-rng = np.random.default_rng(0)
 n = 4
 B = 32
 S = 64
-features = {
-    "token_ids": rng.integers(5, shape["vocabulary_size"], (n * B, S)).astype("int32"),
-    "segment_ids": np.zeros((n * B, S), "int32"),
-    "padding_mask": np.ones((n * B, S), "int32"),
-}
-labels = rng.integers(0, 3, n * B).astype("int32")
-data = (
-    tf.data.Dataset.from_tensor_slices((features, labels))
-    .batch(B, drop_remainder=True)
-    .cache()
-    .repeat()
-)
+data = repeated_batches(*random_rows(n * B, S, shape["vocabulary_size"]), B)
 opt = MetaOptimizer(keras.optimizers.Adam(2e-5), meta_gradient="exact")
 step = MetaStep(
     model,
