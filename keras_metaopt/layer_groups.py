@@ -4,14 +4,16 @@ import re
 
 import keras
 
+from keras_metaopt.group_names import EMBEDDINGS, HEAD, LAYER_PREFIX
+
 DEFAULT_RULES = (
     (
         r"^(embeddings|token_and_position_embedding|token_embedding"
         r"|position_embedding|segment_embedding|embeddings_layer_norm)/",
-        "embeddings",
+        EMBEDDINGS,
     ),
-    (r"^transformer_layer_(\d+)/", r"transformer_layer_\1"),
-    (r"^(pooled_dense|logits)/", "head"),
+    (rf"^{LAYER_PREFIX}(\d+)/", rf"{LAYER_PREFIX}\1"),
+    (r"^(pooled_dense|logits)/", HEAD),
 )
 
 
@@ -40,7 +42,7 @@ class LayerGroups:
     'embeddings'
     """
 
-    def __init__(self, rules=None, frozen=("embeddings",)):
+    def __init__(self, rules=None, frozen=(EMBEDDINGS,)):
         rules = DEFAULT_RULES if rules is None else rules
         self.rules = []
         for rule in rules:

@@ -22,6 +22,7 @@ PROMPT = re.compile(r"^\s*>>>", re.MULTILINE)
 
 RUNNABLE = (
     "keras_metaopt.formats",
+    "keras_metaopt.group_names",
     "keras_metaopt.layer_groups",
     "keras_metaopt.meta_optimizer",
     "keras_metaopt.meta_step",

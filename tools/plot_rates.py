@@ -11,6 +11,7 @@ import sys
 
 from keras_metaopt import cli
 from keras_metaopt.formats import RATES_PNG, TB_DIR
+from keras_metaopt.group_names import EMBEDDINGS, LAYER_PREFIX, layer_index
 from keras_metaopt.rate_param import FORMULA, MAX_RATE
 from keras_metaopt.run_record import recorded_args
 
@@ -47,9 +48,10 @@ def read_rates(run_dir):
 
 
 def _group_order(name):
-    if name.startswith("transformer_layer_"):
-        return (1, int(name.rsplit("_", 1)[1]))
-    return (0, 0) if name == "embeddings" else (2, 0)
+    index = layer_index(name)
+    if index is not None:
+        return (1, index)
+    return (0, 0) if name == EMBEDDINGS else (2, 0)
 
 
 def rates_param(run_dir):
@@ -82,7 +84,7 @@ def plot_rates(run_dir, out=None):
         extent=(steps[0] - 0.5, steps[-1] + 0.5, -0.5, len(groups) - 0.5),
     )
     ax.set_yticks(
-        range(len(groups)), [g.replace("transformer_layer_", "layer ") for g in groups]
+        range(len(groups)), [g.replace(LAYER_PREFIX, "layer ") for g in groups]
     )
     ax.set_xlabel("meta step")
     ax.set_title(f"learned rates λ = {FORMULA[param]}: {pathlib.Path(run_dir).name}")

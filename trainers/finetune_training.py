@@ -6,6 +6,7 @@ import keras
 
 from keras_metaopt import LayerGroups, MetaOptimizer
 from keras_metaopt.formats import MODEL_DIR, RATES_JSON, holds_classifier
+from keras_metaopt.group_names import layer_group, layer_index
 from keras_metaopt.rates_file import rates_path, read_rates
 from trainers.process import setup_process
 from trainers.run import Run
@@ -14,10 +15,9 @@ from trainers.stage_loop import aux_stage
 
 def layer_decay_rates(group_names, decay):
     """ELECTRA's rates: transformer_layer_i of n gets decay^(n + 1 - i), others 1."""
-    layers = [g for g in group_names if g.startswith("transformer_layer_")]
-    n = len(layers)
+    n = sum(layer_index(g) is not None for g in group_names)
     return {
-        g: decay ** (n + 1 - int(g.rsplit("_", 1)[1])) if g in layers else 1.0
+        g: 1.0 if layer_index(g) is None else decay ** (n + 1 - layer_index(g))
         for g in group_names
     }
 
@@ -34,9 +34,7 @@ def train(args, method, plan=None):
     elif holds_classifier(final):
         classifier = run.load_classifier(final)
     else:
-        frozen = run.frozen + tuple(
-            f"transformer_layer_{i}" for i in range(args.freeze_bottom)
-        )
+        frozen = run.frozen + tuple(layer_group(i) for i in range(args.freeze_bottom))
 
         def optimizer_of(classifier):
             optimizer = keras.optimizers.Adam(args.learning_rate)

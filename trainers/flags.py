@@ -15,6 +15,7 @@ import sys
 
 from keras_metaopt import cli
 from keras_metaopt.formats import RESULTS_JSON
+from keras_metaopt.group_names import EMBEDDINGS
 from keras_metaopt.rate_param import RATE_PARAMS
 
 DEFAULT_LEARNING_RATE = 2e-5  # the paper's
@@ -92,7 +93,7 @@ def add_common_flags(parser):
     add_precision_flag(g)
     g.add_argument(
         "--freeze",
-        default="embeddings",
+        default=EMBEDDINGS,
         help="Comma-separated layer groups that are never trained (paper: embeddings; '' for none).",
     )
     g = parser.add_argument_group("data")

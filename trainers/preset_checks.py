@@ -6,6 +6,7 @@ import json
 import pathlib
 
 from keras_metaopt.formats import TASK_JSON
+from keras_metaopt.group_names import encoder_groups, layer_index
 
 HUB_SCHEMES = ("hf://", "kaggle://", "modelscope://", "http://", "https://", "gs://")
 
@@ -145,13 +146,12 @@ def check_model_facts(args, facts):
                 f"--freeze-bottom {bottom}: the encoder has only {layers} layers"
             )
         for name in (x for x in args.freeze.split(",") if x):
-            if name.startswith("transformer_layer_"):
-                index = name.rsplit("_", 1)[1]
-                if index.isdigit() and int(index) >= layers:
-                    problems.append(
-                        f"--freeze {args.freeze}: {name} does not exist (the "
-                        f"encoder has layers 0..{layers - 1})"
-                    )
+            index = layer_index(name)
+            if index is not None and index >= layers:
+                problems.append(
+                    f"--freeze {args.freeze}: {name} does not exist (the "
+                    f"encoder has layers 0..{layers - 1})"
+                )
     return problems
 
 
@@ -180,8 +180,7 @@ def check_rates_from(args, facts):
     if layers is None:
         return []
     frozen = {x for x in args.freeze.split(",") if x}
-    groups = ["embeddings", *(f"transformer_layer_{i}" for i in range(layers))]
-    trained = [g for g in [*groups, "head"] if g not in frozen]
+    trained = [g for g in encoder_groups(layers) if g not in frozen]
     missing = [g for g in trained if g not in rates.rates]
     unknown = [g for g in rates.rates if g not in trained]
     if not (missing or unknown):
