@@ -49,18 +49,18 @@ from trainers.stage_loop import Stage, aux_stage
 def meta_train(run, classifier, sources):
     """Algorithm 1: learns φ; returns the `MetaOptimizer` holding it.
 
-    `classifier` holds the English model θ_En; `sources` maps each source
-    language to its training pairs. The numbers in the comments are the lines
-    of Algorithm 1 as the module docstring writes it.
+    `classifier` holds the English model θ_En and ends at the last round's
+    weights (stage 3 loads θ_En again); `sources` maps each source language to
+    its training pairs. The numbers in the comments are the lines of
+    Algorithm 1 as the module docstring writes it.
     """
     args = run.args
-    theta_en = [v.numpy() for v in classifier.weights]
     if args.rounds == 0:  # no round: nothing to start from
         theta_init = None
     elif args.meta_init == "pretrained":
         theta_init = pretrained_weights(args.preset, classifier)
-    else:
-        theta_init = theta_en
+    else:  # θ_En
+        theta_init = [v.numpy() for v in classifier.weights]
     initial_phi = (
         keras.initializers.RandomNormal(0.0, 1.0, seed=args.seed)
         if args.initial_phi == "random"
@@ -164,8 +164,6 @@ def meta_train(run, classifier, sources):
                 },
                 save=last,
             )
-    for variable, value in zip(classifier.weights, theta_en):
-        variable.assign(value)
     run.write_json(META_STATS_JSON, phi_statistics(optimizer, phi_start, steps_down))
     return optimizer  # (10)
 
