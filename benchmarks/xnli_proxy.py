@@ -354,15 +354,13 @@ def is_tuned_finetune(method):
     return method == "finetune" or method.startswith("finetune-lr")
 
 
-def table(results_dir, baseline="finetune"):
-    from trainers.reporting import compare, results_table, strongest_baseline
-
+def finished_runs(results_dir):
+    """The results.json of every finished run in `results_dir`, in the
+    order of the plan's rows, then by seed."""
     runs = [
         json.loads(p.read_text())
         for p in sorted(pathlib.Path(results_dir).glob("*/results.json"))
     ]
-    if not runs:
-        return "(no finished runs yet)\n"
     order = [*ENGLISH, *METHODS]
     runs.sort(
         key=lambda r: (
@@ -370,6 +368,26 @@ def table(results_dir, baseline="finetune"):
             r["seed"],
         )
     )
+    return runs
+
+
+def per_seed(results_dir, baseline="finetune"):
+    """`--per-seed`: every row's target average per seed, and its difference
+    to `baseline` on the same seed."""
+    from trainers.reporting import per_seed_table
+
+    runs = finished_runs(results_dir)
+    if not runs:
+        return "(no finished runs yet)\n"
+    return per_seed_table(runs, baseline)
+
+
+def table(results_dir, baseline="finetune"):
+    from trainers.reporting import compare, results_table, strongest_baseline
+
+    runs = finished_runs(results_dir)
+    if not runs:
+        return "(no finished runs yet)\n"
     p_values, more = None, []
     if any(r["method"] == baseline for r in runs):
         p_values = {m: p for m, (_, p) in compare(runs, baseline).items()}
@@ -491,9 +509,16 @@ def main(argv=None):
         "--table", action="store_true", help="Print the summary table and exit."
     )
     parser.add_argument(
+        "--per-seed",
+        action="store_true",
+        help="Print every row's target average per seed, and its difference "
+        "to --baseline on the same seed, and exit.",
+    )
+    parser.add_argument(
         "--baseline",
         default="finetune",
-        help="The row the table's p-values pair every other row with.",
+        help="The row the table's p-values (and --per-seed's differences) pair "
+        "every other row with.",
     )
     parser.add_argument(
         "--dry-run",
@@ -508,6 +533,9 @@ def main(argv=None):
     cli.import_tensorflow()
     if args.table:
         print(table(args.results_dir, args.baseline))
+        return 0
+    if args.per_seed:
+        print(per_seed(args.results_dir, args.baseline), end="")
         return 0
     problems = check_args(args)
     if problems:

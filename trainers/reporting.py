@@ -201,6 +201,55 @@ def results_table(runs, baseline=None, p_values=None, more_p_values=()):
     return "\n".join(lines) + "\n"
 
 
+def per_seed_table(runs, baseline):
+    """A markdown table of the target average per seed, one row per method
+    (in the order of `runs`): its value on each seed, its difference to
+    `baseline` on the same seed (· : that seed not run), and the mean of
+    those differences with their number. The differences hold the English
+    model fixed but not the training noise of a run, which the paired
+    bootstrap of `compare` does not see either."""
+    seeds = sorted({r["seed"] for r in runs})
+    value = {(r["method"], r["seed"]): 100 * r["avg_target"] for r in runs}
+    base = {s: value.get((baseline, s)) for s in seeds}
+    slash = " / ".join(str(s) for s in seeds)
+    lines = [
+        "| row | "
+        + " | ".join(f"seed {s}" for s in seeds)
+        + f" | − {baseline}, seed {slash} | mean difference (seeds) |",
+        "|" + "---|" * (len(seeds) + 3),
+    ]
+    for method in dict.fromkeys(r["method"] for r in runs):
+        cells = [_signed(value.get((method, s)), sign=False) for s in seeds]
+        diffs = [
+            value[method, s] - base[s]
+            if (method, s) in value and base[s] is not None
+            else None
+            for s in seeds
+        ]
+        shown = [_signed(d, missing="·") for d in diffs]
+        while shown and shown[-1] == "·":
+            shown.pop()
+        paired = [d for d in diffs if d is not None]
+        mean = f"{_signed(np.mean(paired))} ({len(paired)})" if paired else ""
+        if method == baseline:
+            shown, mean = [], ""
+        lines.append(
+            f"| {method} | {' | '.join(cells)} | {' / '.join(shown)} | {mean} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _signed(value, sign=True, missing=""):
+    """`1.234` -> `+1.23`, `-0.5` -> `−0.50` (a minus sign), `0` -> `0.00`;
+    `missing` for None."""
+    if value is None:
+        return missing
+    text = f"{value:+.2f}" if sign else f"{value:.2f}"
+    if text in ("+0.00", "-0.00"):
+        return "0.00"
+    return text.replace("-", "−")
+
+
 def strongest_baseline(runs, is_baseline):
     """The method, among those `is_baseline(method)` accepts, with the highest
     mean target average over the most seeds any of them has (a row with fewer

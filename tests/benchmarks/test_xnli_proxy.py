@@ -439,3 +439,46 @@ def test_only_runs_with_meta_steps_get_a_heat_map(tmp_path):
     assert not xnli_proxy.has_meta_steps(tmp_path)
     (tmp_path / "meta_stats.json").write_text('{"phi_updates": 100}')
     assert xnli_proxy.has_meta_steps(tmp_path)
+
+
+def test_per_seed_pairs_each_row_with_the_baseline_of_its_seed(tmp_path, capsys):
+    # avg_target of _result is the mean hit rate of random 0/1 vectors: read it back
+    runs = [
+        _result("finetune", 0, 0.55, 600),
+        _result("finetune", 1, 0.55, 600),
+        _result("meta", 1, 0.70, 600),  # seed 0 not run
+        _result("freeze-bottom-3", 0, 0.40, 600),
+    ]
+    for r in runs:
+        d = tmp_path / f"{r['method']}-seed{r['seed']}"
+        d.mkdir()
+        (d / "results.json").write_text(json.dumps(r))
+    avg = {(r["method"], r["seed"]): 100 * r["avg_target"] for r in runs}
+    text = xnli_proxy.per_seed(tmp_path)
+    header, rule, *rows = text.splitlines()
+    assert header == (
+        "| row | seed 0 | seed 1 | − finetune, seed 0 / 1 | mean difference (seeds) |"
+    )
+    split = [[c.strip() for c in row.split("|")[1:-1]] for row in rows]
+    cells = {row[0]: row[1:] for row in split}
+    assert list(cells) == ["finetune", "meta", "freeze-bottom-3"]  # the plan's order
+    assert cells["finetune"] == [
+        f"{avg['finetune', 0]:.2f}",
+        f"{avg['finetune', 1]:.2f}",
+        "",
+        "",
+    ]
+    meta = avg["meta", 1] - avg["finetune", 1]
+    assert meta > 0
+    assert cells["meta"] == [
+        "",
+        f"{avg['meta', 1]:.2f}",
+        f"· / +{meta:.2f}",
+        f"+{meta:.2f} (1)",
+    ]
+    frozen = avg["freeze-bottom-3", 0] - avg["finetune", 0]
+    assert frozen < 0  # printed with a minus sign, its last seed's "·" dropped
+    assert cells["freeze-bottom-3"][2:] == [f"−{-frozen:.2f}", f"−{-frozen:.2f} (1)"]
+
+    assert xnli_proxy.main(["--per-seed", "--results-dir", str(tmp_path)]) == 0
+    assert capsys.readouterr().out == text
