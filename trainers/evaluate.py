@@ -13,7 +13,11 @@ The table gives mean ± std over seeds per language, the average over the
 target languages (all but English and the auxiliaries) and over all, and a
 two-sided paired bootstrap p-value of each method against the baseline,
 resampling target-language examples (per-example correctness averaged over
-each method's seeds; Koehn 2004, Berg-Kirkpatrick et al. 2012).
+each method's seeds; Koehn 2004, Berg-Kirkpatrick et al. 2012). It holds the
+trained models fixed, so it says that two sets of models differ, not that
+their methods do: a run's own training noise (its batches and dropout masks)
+is not in it, and on xnli-proxy that noise alone moved one run's target
+average by up to 2.1 points. Compare methods over several seeds.
 """
 
 import json
