@@ -205,7 +205,7 @@ def per_seed_table(runs, baseline):
     """A markdown table of the target average per seed, one row per method
     (in the order of `runs`): its value on each seed, its difference to
     `baseline` on the same seed (· : that seed not run), and the mean of
-    those differences with their number. The differences hold the English
+    those differences ± their standard deviation, with their number. The differences hold the English
     model fixed but not the training noise of a run, which the paired
     bootstrap of `compare` does not see either."""
     seeds = sorted({r["seed"] for r in runs})
@@ -215,7 +215,7 @@ def per_seed_table(runs, baseline):
     lines = [
         "| row | "
         + " | ".join(f"seed {s}" for s in seeds)
-        + f" | − {baseline}, seed {slash} | mean difference (seeds) |",
+        + f" | − {baseline}, seed {slash} | mean ± std of the differences (seeds) |",
         "|" + "---|" * (len(seeds) + 3),
     ]
     for method in dict.fromkeys(r["method"] for r in runs):
@@ -230,7 +230,10 @@ def per_seed_table(runs, baseline):
         while shown and shown[-1] == "·":
             shown.pop()
         paired = [d for d in diffs if d is not None]
-        mean = f"{_signed(np.mean(paired))} ({len(paired)})" if paired else ""
+        mean = ""
+        if paired:
+            spread = f" ± {np.std(paired, ddof=1):.2f}" if len(paired) > 1 else ""
+            mean = f"{_signed(np.mean(paired))}{spread} ({len(paired)})"
         if method == baseline:
             shown, mean = [], ""
         lines.append(

@@ -448,6 +448,7 @@ def test_per_seed_pairs_each_row_with_the_baseline_of_its_seed(tmp_path, capsys)
         _result("finetune", 1, 0.55, 600),
         _result("meta", 1, 0.70, 600),  # seed 0 not run
         _result("freeze-bottom-3", 0, 0.40, 600),
+        _result("freeze-bottom-3", 1, 0.45, 600),
     ]
     for r in runs:
         d = tmp_path / f"{r['method']}-seed{r['seed']}"
@@ -457,7 +458,8 @@ def test_per_seed_pairs_each_row_with_the_baseline_of_its_seed(tmp_path, capsys)
     text = xnli_proxy.per_seed(tmp_path)
     header, rule, *rows = text.splitlines()
     assert header == (
-        "| row | seed 0 | seed 1 | − finetune, seed 0 / 1 | mean difference (seeds) |"
+        "| row | seed 0 | seed 1 | − finetune, seed 0 / 1 "
+        "| mean ± std of the differences (seeds) |"
     )
     split = [[c.strip() for c in row.split("|")[1:-1]] for row in rows]
     cells = {row[0]: row[1:] for row in split}
@@ -476,9 +478,12 @@ def test_per_seed_pairs_each_row_with_the_baseline_of_its_seed(tmp_path, capsys)
         f"· / +{meta:.2f}",
         f"+{meta:.2f} (1)",
     ]
-    frozen = avg["freeze-bottom-3", 0] - avg["finetune", 0]
-    assert frozen < 0  # printed with a minus sign, its last seed's "·" dropped
-    assert cells["freeze-bottom-3"][2:] == [f"−{-frozen:.2f}", f"−{-frozen:.2f} (1)"]
+    frozen = [avg["freeze-bottom-3", s] - avg["finetune", s] for s in (0, 1)]
+    assert max(frozen) < 0  # printed with a minus sign
+    assert cells["freeze-bottom-3"][2:] == [
+        f"−{-frozen[0]:.2f} / −{-frozen[1]:.2f}",
+        f"−{-np.mean(frozen):.2f} ± {np.std(frozen, ddof=1):.2f} (2)",
+    ]
 
     assert xnli_proxy.main(["--per-seed", "--results-dir", str(tmp_path)]) == 0
     assert capsys.readouterr().out == text
