@@ -187,6 +187,22 @@ METHODS = {  # row name: (trainer, its flags, seeds)
         {"--learning-rate": "3e-5", "--aux-seed": SeedPlus(1000)},
         3,
     ),
+    # "Layer selection or step size" on a second draw per seed: the replay of
+    # meta-paper-100's rates, plain fine-tuning at 2e-5 and at 1.5e-5 (about
+    # the common step those rates amount to), all three on the auxiliary
+    # stage's batches and masks of --aux-seed seed + 1000, so that each seed
+    # gives two paired comparisons instead of one.
+    "redraw-finetune": ("finetune", {"--aux-seed": SeedPlus(1000)}, 3),
+    "redraw-finetune-lr1.5e-05": (
+        "finetune",
+        {"--learning-rate": "1.5e-5", "--aux-seed": SeedPlus(1000)},
+        3,
+    ),
+    "redraw-replay-meta-paper-100": (
+        "finetune",
+        {"--rates-from": RatesOf("meta-paper-100"), "--aux-seed": SeedPlus(1000)},
+        3,
+    ),
     # λ = exp(φ) from φ = 0 (plain fine-tuning), the exact meta-gradient.
     "meta-exp-exact-100": (
         "meta",

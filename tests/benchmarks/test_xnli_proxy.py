@@ -12,7 +12,7 @@ from trainers.reporting import compare
 def test_plan_is_seed_major_with_the_english_model_first():
     runs = xnli_proxy.plan(3, 2, None)
     assert runs[0] == ("english-only", 0)
-    assert runs[3:29] == [
+    assert runs[3:32] == [
         (m, 0)
         for m in (
             "finetune",
@@ -36,6 +36,9 @@ def test_plan_is_seed_major_with_the_english_model_first():
             "replay-meta-paper-100",
             "replay-meta-paper-100-lr3e-05",
             "redraw-finetune-lr3e-05",
+            "redraw-finetune",
+            "redraw-finetune-lr1.5e-05",
+            "redraw-replay-meta-paper-100",
             "meta-exp-exact-100",
             "finetune-fast",
             "finetune-fast-en32",
@@ -44,7 +47,7 @@ def test_plan_is_seed_major_with_the_english_model_first():
         )
     ]
     assert runs[1:3] == [("english-only-fast", 0), ("english-only-fast-v2", 0)]
-    assert runs[58:] == [
+    assert runs[64:] == [
         ("english-only", 2),
         ("english-only-fast", 2),
         ("english-only-fast-v2", 2),
@@ -64,13 +67,16 @@ def test_plan_is_seed_major_with_the_english_model_first():
         ("replay-meta-paper-100", 2),
         ("replay-meta-paper-100-lr3e-05", 2),
         ("redraw-finetune-lr3e-05", 2),
+        ("redraw-finetune", 2),
+        ("redraw-finetune-lr1.5e-05", 2),
+        ("redraw-replay-meta-paper-100", 2),
         ("meta-exp-exact-100", 2),
         ("finetune-fast", 2),
         ("finetune-fast-en32", 2),
         ("finetune-fast-v2", 2),
         ("meta-paper-100-fast-v2", 2),
     ]
-    assert len(runs) == 3 * 3 + 21 * 3 + 5 * 2
+    assert len(runs) == 3 * 3 + 24 * 3 + 5 * 2
     # The English rows with one fast setting each start no row: only --only
     # runs them, after the float32 English model of their seed.
     assert xnli_proxy.plan(3, 2, {"english-only-bf16"}) == [
@@ -163,6 +169,18 @@ def test_a_redraw_row_keeps_the_english_model_and_seed_and_redraws_stage_2(tmp_p
     assert flags["--init-from"] == str(tmp_path / "english-only-seed1")
     assert flags["--learning-rate"] == "3e-5"
     assert not xnli_proxy.is_tuned_finetune("redraw-finetune-lr3e-05")
+    # The second draw of the replay: its rates, finetune's --aux-seed.
+    replay = _flags(
+        xnli_proxy.command(
+            "redraw-replay-meta-paper-100", 2, _args(tmp_path), xnli_proxy.BUDGET
+        )[0]
+    )
+    assert replay["--seed"] == "2" and replay["--aux-seed"] == "1002"
+    rates = tmp_path / "results" / "meta-paper-100-seed2" / "rates.json"
+    assert replay["--rates-from"] == str(rates)
+    assert "--learning-rate" not in replay  # the trainer's 2e-5, as finetune's
+    for row in ("redraw-finetune", "redraw-finetune-lr1.5e-05"):
+        assert not xnli_proxy.is_tuned_finetune(row)
 
 
 def test_commands_share_the_seed_english_model(tmp_path):
