@@ -521,10 +521,11 @@ def main(argv=None):
         "seed 1 of a row whose seed 0 needs an English model that is not in "
         "--work-dir).",
     )
-    parser.add_argument(
+    report = parser.add_mutually_exclusive_group()
+    report.add_argument(
         "--table", action="store_true", help="Print the summary table and exit."
     )
-    parser.add_argument(
+    report.add_argument(
         "--per-seed",
         action="store_true",
         help="Print every row's target average per seed, and its difference "

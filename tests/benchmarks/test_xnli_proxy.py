@@ -505,3 +505,7 @@ def test_per_seed_pairs_each_row_with_the_baseline_of_its_seed(tmp_path, capsys)
 
     assert xnli_proxy.main(["--per-seed", "--results-dir", str(tmp_path)]) == 0
     assert capsys.readouterr().out == text
+    with pytest.raises(SystemExit) as stop:  # one report at a time
+        xnli_proxy.main(["--per-seed", "--table"])
+    assert stop.value.code == 2
+    assert "--per-seed: not allowed with argument --table" in capsys.readouterr().err
