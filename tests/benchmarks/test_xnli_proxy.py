@@ -508,4 +508,7 @@ def test_per_seed_pairs_each_row_with_the_baseline_of_its_seed(tmp_path, capsys)
     with pytest.raises(SystemExit) as stop:  # one report at a time
         xnli_proxy.main(["--per-seed", "--table"])
     assert stop.value.code == 2
-    assert "--per-seed: not allowed with argument --table" in capsys.readouterr().err
+    assert capsys.readouterr().err == (
+        "benchmarks.xnli_proxy: error: argument --table: not allowed with argument "
+        "--per-seed (see --help)\n"
+    )
