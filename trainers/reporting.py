@@ -114,10 +114,23 @@ def paired_bootstrap(correct_a, correct_b, samples=10_000, seed=0):
     diff = a - b
     delta = float(diff.mean())
     rng = np.random.default_rng(seed)
-    index = rng.integers(0, len(diff), size=(samples, len(diff)))
-    resampled = diff[index].mean(axis=1)
+    # The resamples a few rows at a time: the same draws as one
+    # (samples, len(diff)) array, without its memory (1.4 GB for xnli-proxy's
+    # 17,430 target pairs).
+    rows = max(1, _BOOTSTRAP_CHUNK // len(diff))
+    resampled = np.concatenate(
+        [
+            diff[
+                rng.integers(0, len(diff), size=(min(rows, samples - i), len(diff)))
+            ].mean(axis=1)
+            for i in range(0, samples, rows)
+        ]
+    )
     p = float(np.mean(np.abs(resampled - delta) >= abs(delta))) if delta else 1.0
     return delta, p
+
+
+_BOOTSTRAP_CHUNK = 1 << 21  # indices drawn at once
 
 
 def load_results(run_dirs):

@@ -559,6 +559,20 @@ def test_paired_bootstrap_detects_a_real_difference():
         paired_bootstrap(a, b[:-1])
 
 
+def test_paired_bootstrap_in_chunks_draws_what_one_array_draws(monkeypatch):
+    from trainers import reporting
+
+    rng = np.random.default_rng(1)
+    a, b = (rng.random((2, 500)) < 0.6).astype(int)
+    diff = (a - b).astype(float)
+    index = np.random.default_rng(0).integers(0, 500, size=(301, 500))
+    resampled = diff[index].mean(axis=1)
+    expected = np.mean(np.abs(resampled - diff.mean()) >= abs(diff.mean()))
+    assert 0.05 < expected < 0.95  # a p-value that the draws decide
+    monkeypatch.setattr(reporting, "_BOOTSTRAP_CHUNK", 7 * 500)  # 43 chunks
+    assert paired_bootstrap(a, b, samples=301) == (diff.mean(), expected)
+
+
 @pytest.fixture(scope="module")
 def no_dropout(workspace):
     """A dropout-free preset and its single-device meta run (dropout masks
