@@ -6,6 +6,7 @@ here; `trainers.run.Run.evaluate` writes them.
 """
 
 import json
+import math
 import pathlib
 
 import numpy as np
@@ -217,10 +218,10 @@ def results_table(runs, baseline=None, p_values=None, more_p_values=()):
 def per_seed_table(runs, baseline):
     """A markdown table of the target average per seed, one row per method
     (in the order of `runs`): its value on each seed, its difference to
-    `baseline` on the same seed (· : that seed not run), and the mean of
-    those differences ± their standard deviation, with their number. The differences hold the English
-    model fixed but not the training noise of a run, which the paired
-    bootstrap of `compare` does not see either."""
+    `baseline` on the same seed (· : that seed not run), the mean of those
+    differences ± their standard deviation with their number, and the paired
+    t-test's p over those seeds (`paired_t_p`). Unlike the paired bootstrap of
+    `compare`, the spread over seeds includes each run's training noise."""
     seeds = sorted({r["seed"] for r in runs})
     value = {(r["method"], r["seed"]): 100 * r["avg_target"] for r in runs}
     base = {s: value.get((baseline, s)) for s in seeds}
@@ -228,8 +229,9 @@ def per_seed_table(runs, baseline):
     lines = [
         "| row | "
         + " | ".join(f"seed {s}" for s in seeds)
-        + f" | − {baseline}, seed {slash} | mean ± std of the differences (seeds) |",
-        "|" + "---|" * (len(seeds) + 3),
+        + f" | − {baseline}, seed {slash} | mean ± std of the differences (seeds)"
+        + " | p, paired t over seeds |",
+        "|" + "---|" * (len(seeds) + 4),
     ]
     for method in dict.fromkeys(r["method"] for r in runs):
         cells = [_signed(value.get((method, s)), sign=False) for s in seeds]
@@ -243,16 +245,68 @@ def per_seed_table(runs, baseline):
         while shown and shown[-1] == "·":
             shown.pop()
         paired = [d for d in diffs if d is not None]
-        mean = ""
-        if paired:
-            spread = f" ± {np.std(paired, ddof=1):.2f}" if len(paired) > 1 else ""
-            mean = f"{_signed(np.mean(paired))}{spread} ({len(paired)})"
+        mean, p = "", ""
+        if len(paired) > 1:
+            spread = np.std(paired, ddof=1)
+            mean = f"{_signed(np.mean(paired))} ± {spread:.2f} ({len(paired)})"
+            p = f"{paired_t_p(paired):.3f}"
+        elif paired:
+            mean = f"{_signed(paired[0])} (1)"
         if method == baseline:
-            shown, mean = [], ""
+            shown, mean, p = [], "", ""
         lines.append(
-            f"| {method} | {' | '.join(cells)} | {' / '.join(shown)} | {mean} |"
+            f"| {method} | {' | '.join(cells)} | {' / '.join(shown)} | {mean} | {p} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def paired_t_p(differences):
+    """Two-sided p-value of a paired t-test that the mean of `differences`
+    (one per seed) is 0; NaN for fewer than two, 1.0 (0.0) when they are all
+    0 (all the same, not 0). With a few seeds it has little power, but unlike
+    the paired bootstrap it includes each run's training noise."""
+    d = np.asarray(differences, float)
+    if len(d) < 2:
+        return float("nan")
+    spread = d.std(ddof=1)
+    if spread == 0:
+        return 1.0 if d.mean() == 0 else 0.0
+    t = d.mean() / (spread / np.sqrt(len(d)))
+    df = len(d) - 1
+    return _incomplete_beta(df / (df + t * t), df / 2, 0.5)
+
+
+def _incomplete_beta(x, a, b):
+    """The regularized incomplete beta function I_x(a, b), by its continued
+    fraction (Lentz's method; Numerical Recipes, betai and betacf)."""
+    if x <= 0 or x >= 1:
+        return float(x >= 1)
+    if x > (a + 1) / (a + b + 2):  # the fraction converges fast on this side
+        return 1.0 - _incomplete_beta(1.0 - x, b, a)
+    front = math.exp(
+        math.lgamma(a + b)
+        - math.lgamma(a)
+        - math.lgamma(b)
+        + a * math.log(x)
+        + b * math.log1p(-x)
+    )
+    tiny = 1e-300
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 300):
+        for numerator in (
+            m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1)),
+        ):
+            d = 1.0 + numerator * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + numerator / c
+            c = c if abs(c) > tiny else tiny
+            h *= d * c
+        if abs(d * c - 1.0) < 1e-15:
+            break
+    return front * h / a
 
 
 def _signed(value, sign=True, missing=""):

@@ -477,7 +477,7 @@ def test_per_seed_pairs_each_row_with_the_baseline_of_its_seed(tmp_path, capsys)
     header, rule, *rows = text.splitlines()
     assert header == (
         "| row | seed 0 | seed 1 | − finetune, seed 0 / 1 "
-        "| mean ± std of the differences (seeds) |"
+        "| mean ± std of the differences (seeds) | p, paired t over seeds |"
     )
     split = [[c.strip() for c in row.split("|")[1:-1]] for row in rows]
     cells = {row[0]: row[1:] for row in split}
@@ -485,6 +485,7 @@ def test_per_seed_pairs_each_row_with_the_baseline_of_its_seed(tmp_path, capsys)
     assert cells["finetune"] == [
         f"{avg['finetune', 0]:.2f}",
         f"{avg['finetune', 1]:.2f}",
+        "",
         "",
         "",
     ]
@@ -495,12 +496,15 @@ def test_per_seed_pairs_each_row_with_the_baseline_of_its_seed(tmp_path, capsys)
         f"{avg['meta', 1]:.2f}",
         f"· / +{meta:.2f}",
         f"+{meta:.2f} (1)",
+        "",  # no test over one seed
     ]
     frozen = [avg["freeze-bottom-3", s] - avg["finetune", s] for s in (0, 1)]
     assert max(frozen) < 0  # printed with a minus sign
     assert cells["freeze-bottom-3"][2:] == [
         f"−{-frozen[0]:.2f} / −{-frozen[1]:.2f}",
         f"−{-np.mean(frozen):.2f} ± {np.std(frozen, ddof=1):.2f} (2)",
+        # one degree of freedom: t is Cauchy, p = 1 - 2 atan(|t|) / π
+        f"{1 - 2 * np.arctan(abs(np.mean(frozen)) / (np.std(frozen, ddof=1) / np.sqrt(2))) / np.pi:.3f}",
     ]
 
     assert xnli_proxy.main(["--per-seed", "--results-dir", str(tmp_path)]) == 0

@@ -800,3 +800,28 @@ def test_fresh_head_redraws_only_the_classifier_layers(workspace):
             assert np.abs(other[path] - first[path]).max() > 0
         elif not path.startswith("logits/"):
             np.testing.assert_array_equal(first[path], value)  # backbone kept
+
+
+def test_paired_t_p_matches_closed_forms_and_tables():
+    from trainers.reporting import paired_t_p
+
+    def t_of(d):
+        d = np.asarray(d, float)
+        return d.mean() / (d.std(ddof=1) / np.sqrt(len(d)))
+
+    two, three = [1.0, 3.0], [0.167, -0.027, 0.194]
+    # 1 degree of freedom (Cauchy) and 2 have closed forms
+    assert paired_t_p(two) == pytest.approx(1 - 2 * np.arctan(t_of(two)) / np.pi)
+    assert paired_t_p(three) == pytest.approx(
+        1 - t_of(three) / np.sqrt(2 + t_of(three) ** 2)
+    )
+    # the 5 % and 1 % two-sided critical values of Student's t tables
+    for df, critical, p in ((4, 2.7764, 0.05), (10, 2.2281, 0.05), (5, 4.0321, 0.01)):
+        spread = [-1, 1] + [0] * (df - 1)  # df + 1 differences
+        shift = critical * np.std(spread, ddof=1) / np.sqrt(df + 1)
+        diffs = [shift + x for x in spread]
+        assert t_of(diffs) == pytest.approx(critical)
+        assert paired_t_p(diffs) == pytest.approx(p, abs=2e-5)
+    assert paired_t_p([-0.4, 0.4]) == 1.0
+    assert paired_t_p([0.0, 0.0]) == 1.0 and paired_t_p([0.3, 0.3]) == 0.0
+    assert np.isnan(paired_t_p([0.5]))
