@@ -178,6 +178,19 @@ METHODS = {  # row name: (trainer, its flags, seeds)
         {"--learning-rate": "3e-5", "--rates-from": RatesOf("meta-paper-100-lr3e-05")},
         3,
     ),
+    # The paper's Table 2 on common draws: the rates its two ablations learned
+    # (one shared rate; φ from the training loss), replayed like the rates of
+    # meta-paper-100, so that the three differ by their rates alone.
+    "replay-meta-paper-100-shared": (
+        "finetune",
+        {"--rates-from": RatesOf("meta-paper-100-shared")},
+        3,
+    ),
+    "replay-meta-paper-100-joint": (
+        "finetune",
+        {"--rates-from": RatesOf("meta-paper-100-joint")},
+        3,
+    ),
     # The noise of the auxiliary stage alone: finetune-lr3e-05 again, its
     # batches and dropout masks drawn from another seed (`--aux-seed`), the
     # English model and the pairing seed kept. Two runs of one method differ

@@ -12,7 +12,7 @@ from trainers.reporting import compare
 def test_plan_is_seed_major_with_the_english_model_first():
     runs = xnli_proxy.plan(3, 2, None)
     assert runs[0] == ("english-only", 0)
-    assert runs[3:32] == [
+    assert runs[3:34] == [
         (m, 0)
         for m in (
             "finetune",
@@ -35,6 +35,8 @@ def test_plan_is_seed_major_with_the_english_model_first():
             "meta-paper-0-lr3e-05",
             "replay-meta-paper-100",
             "replay-meta-paper-100-lr3e-05",
+            "replay-meta-paper-100-shared",
+            "replay-meta-paper-100-joint",
             "redraw-finetune-lr3e-05",
             "redraw-finetune",
             "redraw-finetune-lr1.5e-05",
@@ -47,7 +49,7 @@ def test_plan_is_seed_major_with_the_english_model_first():
         )
     ]
     assert runs[1:3] == [("english-only-fast", 0), ("english-only-fast-v2", 0)]
-    assert runs[64:] == [
+    assert runs[68:] == [
         ("english-only", 2),
         ("english-only-fast", 2),
         ("english-only-fast-v2", 2),
@@ -66,6 +68,8 @@ def test_plan_is_seed_major_with_the_english_model_first():
         ("meta-paper-0-lr3e-05", 2),
         ("replay-meta-paper-100", 2),
         ("replay-meta-paper-100-lr3e-05", 2),
+        ("replay-meta-paper-100-shared", 2),
+        ("replay-meta-paper-100-joint", 2),
         ("redraw-finetune-lr3e-05", 2),
         ("redraw-finetune", 2),
         ("redraw-finetune-lr1.5e-05", 2),
@@ -76,7 +80,7 @@ def test_plan_is_seed_major_with_the_english_model_first():
         ("finetune-fast-v2", 2),
         ("meta-paper-100-fast-v2", 2),
     ]
-    assert len(runs) == 3 * 3 + 24 * 3 + 5 * 2
+    assert len(runs) == 3 * 3 + 26 * 3 + 5 * 2
     # The English rows with one fast setting each start no row: only --only
     # runs them, after the float32 English model of their seed.
     assert xnli_proxy.plan(3, 2, {"english-only-bf16"}) == [
