@@ -561,6 +561,16 @@ def main(argv=None):
     if argv is None:
         cli.install_excepthook(parser.prog, debug=args.log_level == "DEBUG")
     cli.import_tensorflow()
+    if args.table or args.per_seed:
+        rows = {r["method"] for r in finished_runs(args.results_dir)}
+        if rows and args.baseline not in rows:
+            cli.fail(
+                parser.prog,
+                [
+                    f"--baseline {args.baseline}: no finished run of that row in "
+                    f"{args.results_dir}; rows: {', '.join(sorted(rows))}"
+                ],
+            )
     if args.table:
         print(table(args.results_dir, args.baseline))
         return 0

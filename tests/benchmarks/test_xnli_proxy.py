@@ -513,6 +513,16 @@ def test_per_seed_pairs_each_row_with_the_baseline_of_its_seed(tmp_path, capsys)
 
     assert xnli_proxy.main(["--per-seed", "--results-dir", str(tmp_path)]) == 0
     assert capsys.readouterr().out == text
+    # a baseline with no finished run: one line, not a table of "·"
+    for report in ("--per-seed", "--table"):
+        argv = [report, "--results-dir", str(tmp_path), "--baseline", "finetun"]
+        with pytest.raises(SystemExit) as stop:
+            xnli_proxy.main(argv)
+        assert stop.value.code == 2
+        assert capsys.readouterr().err == (
+            f"benchmarks.xnli_proxy: error: --baseline finetun: no finished run of "
+            f"that row in {tmp_path}; rows: finetune, freeze-bottom-3, meta\n"
+        )
     with pytest.raises(SystemExit) as stop:  # one report at a time
         xnli_proxy.main(["--per-seed", "--table"])
     assert stop.value.code == 2
