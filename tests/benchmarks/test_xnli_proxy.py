@@ -516,17 +516,21 @@ def test_per_seed_pairs_each_row_with_the_baseline_of_its_seed(tmp_path, capsys)
     # a baseline with no finished run: one line, not a table of "·"
     for report in ("--per-seed", "--table"):
         argv = [report, "--results-dir", str(tmp_path), "--baseline", "finetun"]
-        with pytest.raises(SystemExit) as stop:
-            xnli_proxy.main(argv)
-        assert stop.value.code == 2
-        assert capsys.readouterr().err == (
-            f"benchmarks.xnli_proxy: error: --baseline finetun: no finished run of "
-            f"that row in {tmp_path}; rows: finetune, freeze-bottom-3, meta\n"
+        assert _refused(capsys, argv) == (
+            "--baseline finetun: no finished run of that row in "
+            f"{tmp_path}; rows: finetune, freeze-bottom-3, meta"
         )
-    with pytest.raises(SystemExit) as stop:  # one report at a time
-        xnli_proxy.main(["--per-seed", "--table"])
-    assert stop.value.code == 2
-    assert capsys.readouterr().err == (
-        "benchmarks.xnli_proxy: error: argument --table: not allowed with argument "
-        "--per-seed (see --help)\n"
+    assert _refused(capsys, ["--per-seed", "--table"]) == (  # one report at a time
+        "argument --table: not allowed with argument --per-seed (see --help)"
     )
+
+
+def _refused(capsys, argv):
+    """The driver's one-line error for `argv` (exit 2), without its prefix."""
+    with pytest.raises(SystemExit) as stop:
+        xnli_proxy.main(argv)
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    prefix = "benchmarks.xnli_proxy: error: "
+    assert err.startswith(prefix) and err.endswith("\n") and err.count("\n") == 1
+    return err[len(prefix) : -1]
