@@ -400,21 +400,22 @@ def finished_runs(results_dir):
     return runs
 
 
-def per_seed(results_dir, baseline="finetune"):
+def per_seed(results_dir, baseline="finetune", runs=None):
     """`--per-seed`: every row's target average per seed, and its difference
-    to `baseline` on the same seed."""
+    to `baseline` on the same seed (`runs`: `finished_runs(results_dir)`,
+    when the caller has read them)."""
     from trainers.reporting import per_seed_table
 
-    runs = finished_runs(results_dir)
+    runs = finished_runs(results_dir) if runs is None else runs
     if not runs:
         return "(no finished runs yet)\n"
     return per_seed_table(runs, baseline)
 
 
-def table(results_dir, baseline="finetune"):
+def table(results_dir, baseline="finetune", runs=None):
     from trainers.reporting import compare, results_table, strongest_baseline
 
-    runs = finished_runs(results_dir)
+    runs = finished_runs(results_dir) if runs is None else runs
     if not runs:
         return "(no finished runs yet)\n"
     p_values, more = None, []
@@ -562,7 +563,8 @@ def main(argv=None):
         cli.install_excepthook(parser.prog, debug=args.log_level == "DEBUG")
     cli.import_tensorflow()
     if args.table or args.per_seed:
-        rows = {r["method"] for r in finished_runs(args.results_dir)}
+        runs = finished_runs(args.results_dir)
+        rows = {r["method"] for r in runs}
         if rows and args.baseline not in rows:
             cli.fail(
                 parser.prog,
@@ -572,10 +574,10 @@ def main(argv=None):
                 ],
             )
     if args.table:
-        print(table(args.results_dir, args.baseline))
+        print(table(args.results_dir, args.baseline, runs))
         return 0
     if args.per_seed:
-        print(per_seed(args.results_dir, args.baseline), end="")
+        print(per_seed(args.results_dir, args.baseline, runs), end="")
         return 0
     problems = check_args(args)
     if problems:

@@ -15,11 +15,9 @@ from trainers.stage_loop import aux_stage
 
 def layer_decay_rates(group_names, decay):
     """ELECTRA's rates: transformer_layer_i of n gets decay^(n + 1 - i), others 1."""
-    n = sum(layer_index(g) is not None for g in group_names)
-    return {
-        g: 1.0 if layer_index(g) is None else decay ** (n + 1 - layer_index(g))
-        for g in group_names
-    }
+    index = {g: layer_index(g) for g in group_names}
+    n = sum(i is not None for i in index.values())
+    return {g: 1.0 if i is None else decay ** (n + 1 - i) for g, i in index.items()}
 
 
 def train(args, method, plan=None):

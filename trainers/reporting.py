@@ -101,6 +101,9 @@ def _shown(encoded):
     return value if isinstance(value, str) else encoded
 
 
+_BOOTSTRAP_CHUNK = 1 << 21  # resample indices drawn at once
+
+
 def paired_bootstrap(correct_a, correct_b, samples=10_000, seed=0):
     """Two-sided p-value that methods a and b differ in mean accuracy.
 
@@ -129,9 +132,6 @@ def paired_bootstrap(correct_a, correct_b, samples=10_000, seed=0):
     )
     p = float(np.mean(np.abs(resampled - delta) >= abs(delta))) if delta else 1.0
     return delta, p
-
-
-_BOOTSTRAP_CHUNK = 1 << 21  # indices drawn at once
 
 
 def load_results(run_dirs):
